@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""The README's two commands: ``python3 run.py study`` and ``python3 run.py test``.
+
+Each creates (or refreshes) the local virtual environment ``.venv`` first,
+installing the CPU build of torch (``torch==2.13.0``; set ``SEQMEM_TORCH`` to
+another pip requirement, e.g. a CUDA build, to override) and seqmem itself in
+editable mode with its dev extra.  Only the standard library is used here, so
+a fresh machine needs nothing but Python >= 3.11 and pip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+STAMP = VENV / ".seqmem-installed"
+TORCH = os.environ.get("SEQMEM_TORCH", "torch==2.13.0")
+
+
+def venv_python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def ensure_environment() -> Path:
+    """Create/refresh .venv; reinstall only when pyproject.toml or SEQMEM_TORCH changed."""
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + TORCH.encode()).hexdigest()
+    python = venv_python()
+    if python.exists() and STAMP.exists() and STAMP.read_text() == wanted:
+        return python
+    if not python.exists():
+        print(f"[seqmem] creating virtual environment in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
+    print(f"[seqmem] installing {TORCH} and seqmem[dev] (first run takes a few minutes)", flush=True)
+    # torch first and pinned, so the dependency resolver never pulls CUDA wheels on a CPU machine.
+    subprocess.run([*pip, *TORCH.split()], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
+    STAMP.write_text(wanted)
+    return python
+
+
+def main(argv: list[str]) -> int:
+    commands = {
+        "study": ["-m", "seqmem.cli", "run", "studies/gradient_decay.py", "--preset", "quick"],
+        "test": ["-m", "pytest"],
+    }
+    if not argv or argv[0] not in commands:
+        print(f"usage: python3 run.py {{{'|'.join(commands)}}} [extra arguments]", file=sys.stderr)
+        return 2
+    python = ensure_environment()
+    env = dict(os.environ, MPLBACKEND="Agg")
+    return subprocess.run([str(python), *commands[argv[0]], *argv[1:]], cwd=ROOT, env=env).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,153 @@
+"""The task contract every generator in ``tasks/`` follows.
+
+A task is a frozen, validated dataclass.  ``sample`` draws a whole batch with
+vectorised tensor ops (no Python loop over the batch) from a ``torch.Generator``
+so the same seed always gives the same batch.  Everything is batch-first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+
+__all__ = ["Batch", "Task", "check_int", "check_choice"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch of sequences.
+
+    inputs:  float32 ``(B, L, input_size)``
+    targets: long ``(B, L)`` class indices (classification) or float32 ``(B, L)``
+             values (regression); entries where ``mask`` is False are ignored.
+    mask:    bool ``(B, L)``, True where the loss applies.  Padding of
+             variable-length sequences is always False.
+    lengths: long ``(B,)``, the true length of every sequence (``L`` when fixed).
+    """
+
+    inputs: torch.Tensor
+    targets: torch.Tensor
+    mask: torch.Tensor
+    lengths: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.inputs.shape[0]
+
+    @property
+    def seq_len(self) -> int:
+        return self.inputs.shape[1]
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(*(t.to(device) for t in (self.inputs, self.targets, self.mask, self.lengths)))
+
+    def with_mask(self, mask: torch.Tensor) -> Batch:
+        """The same batch with the loss restricted to ``mask`` (used by the analysis)."""
+        return dataclasses.replace(self, mask=mask & self.mask)
+
+
+def check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
+    """Raise a one-line ValueError unless ``value`` is an int in [minimum, maximum]."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    if ok and maximum is not None:
+        ok = value <= maximum
+    if not ok:
+        allowed = f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]"
+        raise ValueError(f"{name}={value!r} is invalid: must be {allowed}")
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """Raise a one-line ValueError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is invalid: must be one of {', '.join(map(repr, choices))}")
+
+
+@dataclass(frozen=True)
+class Task:
+    """Base class of all tasks (subclasses are frozen dataclasses).
+
+    Subclasses set ``name`` and ``kind`` and implement ``_sample``, ``input_size``,
+    ``output_size``, ``baseline_loss``, ``is_solved``, ``memory_lag`` and
+    ``describe``; they validate their fields in ``__post_init__`` with
+    ``check_int``/``check_choice`` so a bad value fails at construction.
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[Literal["classification", "regression"]]
+
+    # -- sizes ---------------------------------------------------------------
+    @property
+    def input_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def output_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def memory_lag(self) -> int:
+        """The largest number of steps between an input the answer needs and the
+        output that needs it (the T_max of chrono initialisation)."""
+        raise NotImplementedError
+
+    # -- sampling --------------------------------------------------------------
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> Batch:
+        check_int("batch_size", batch_size, 1)
+        return self._sample(batch_size, generator)
+
+    def _sample(self, batch_size: int, generator: torch.Generator | None) -> Batch:
+        raise NotImplementedError
+
+    def reference_steps(self, batch: Batch) -> torch.Tensor:
+        """Per sample, the output step whose answer depends on the oldest input:
+        the step from which the analysis measures lags.  Default: the last step
+        where the loss applies."""
+        positions = torch.arange(batch.seq_len, device=batch.mask.device).expand_as(batch.mask)
+        return torch.where(batch.mask, positions, -1).amax(dim=1)
+
+    # -- scoring ---------------------------------------------------------------
+    def loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Masked mean loss: cross-entropy over classes or squared error.
+        ``outputs`` is ``(B, L, output_size)``."""
+        per_step = self.per_step_loss(outputs, batch)
+        mask = batch.mask.to(per_step.dtype)
+        return (per_step * mask).sum() / mask.sum().clamp_min(1.0)
+
+    def per_step_loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Unmasked loss at every step, ``(B, L)``."""
+        if self.kind == "classification":
+            return torch.nn.functional.cross_entropy(
+                outputs.transpose(1, 2), batch.targets, reduction="none"
+            )
+        return (outputs[..., 0] - batch.targets.to(outputs.dtype)) ** 2
+
+    def metrics(self, outputs: torch.Tensor, batch: Batch) -> dict[str, float]:
+        """At least ``loss`` and ``loss_ratio`` (loss / baseline_loss), plus the
+        task's own measures (``accuracy``, ``abs_error``, ``error_rate`` …)."""
+        with torch.no_grad():
+            loss = float(self.loss(outputs, batch))
+        return {"loss": loss, "loss_ratio": loss / self.baseline_loss()}
+
+    def baseline_loss(self) -> float:
+        """Expected loss of the best memoryless strategy, in closed form."""
+        raise NotImplementedError
+
+    def is_solved(self, metrics: dict[str, float]) -> bool:
+        """The success criterion of the task's source paper."""
+        raise NotImplementedError
+
+    # -- presentation ----------------------------------------------------------
+    def params(self) -> dict[str, object]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def describe(self, generator: torch.Generator | None = None) -> str:
+        """One example rendered as readable text."""
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{self.name}({args})"
+
