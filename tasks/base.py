@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 
 import torch
 
-__all__ = ["Batch", "Task", "check_int", "check_choice"]
+__all__ = ["Batch", "Task", "check_int", "check_choice", "step_scores", "render_columns"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,45 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     """Raise a one-line ValueError unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{name}={value!r} is invalid: must be one of {', '.join(map(repr, choices))}")
+
+
+def step_scores(correct: torch.Tensor, where: torch.Tensor) -> dict[str, float]:
+    """Score the steps that matter: ``correct`` and ``where`` are bool ``(B, L)``.
+
+    ``accuracy`` is the fraction of ``where`` steps that are correct and
+    ``error_rate`` the fraction of sequences with at least one wrong step
+    (the papers count wrong *sequences*)."""
+    wrong = where & ~correct
+    accuracy = 1.0 - float(wrong.sum()) / max(int(where.sum()), 1)
+    return {"accuracy": accuracy, "error_rate": float(wrong.any(dim=1).float().mean())}
+
+
+def render_columns(rows: dict[str, list[str]], max_run: int = 3) -> str:
+    """Lay out token rows as aligned columns, one line per row.
+
+    Runs of more than ``max_run`` identical columns (the long blank stretches
+    that make these tasks hard) are shown once with a ``×n`` count, so a
+    1000-step example still fits on a screen."""
+    columns = list(zip(*rows.values(), strict=True))
+    cells: list[tuple[str, ...]] = []
+    start = 0
+    while start < len(columns):
+        end = start
+        while end < len(columns) and columns[end] == columns[start]:
+            end += 1
+        run = end - start
+        if run > max_run:
+            cells.append(tuple(f"{token}×{run}" if token else "" for token in columns[start]))
+        else:
+            cells.extend(columns[start:end])
+        start = end
+    widths = [max(map(len, cell)) for cell in cells]
+    label_width = max(map(len, rows))
+    lines = []
+    for i, label in enumerate(rows):
+        tokens = " ".join(cell[i].ljust(width) for cell, width in zip(cells, widths, strict=True))
+        lines.append(f"{label:>{label_width}}: {tokens}".rstrip())
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)

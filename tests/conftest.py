@@ -1,4 +1,4 @@
-"""Shared test set-up: a headless matplotlib backend and deterministic torch on CPU."""
+"""Shared test set-up: a headless matplotlib backend and deterministic, single-threaded torch."""
 
 import os
 
@@ -6,6 +6,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+# Tiny models gain nothing from intra-op threads, and on a 2-core machine the threads spin
+# against each other (tests ran 3-10x slower with torch's default).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

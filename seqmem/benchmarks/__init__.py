@@ -1,0 +1,1 @@
+"""Benchmarks of seqmem: one module per area, each with ``run(quick) -> DataFrame`` of ratios."""

@@ -1,0 +1,396 @@
+"""seqmem/train.py: config validation and round trips, the training loop's bookkeeping
+(schedule, budget, clipping, solve criterion, divergence), determinism, probe callbacks,
+checkpoints, and -- slow -- that training really learns what a cell can remember."""
+
+import itertools
+import json
+import math
+import pickle
+
+import pandas as pd
+import pytest
+import torch
+
+import tasks
+from seqmem.train import (
+    ProbeContext,
+    TrainConfig,
+    atomic_write,
+    build_model,
+    load_checkpoint,
+    save_checkpoint,
+    train,
+)
+
+HISTORY_COLUMNS = [
+    "step",
+    "sequences_seen",
+    "loss",
+    "loss_ratio",
+    "train_loss",
+    "grad_norm",
+    "grad_norm_max",
+    "elapsed_s",
+    "solved",
+]
+
+
+def tiny(**changes) -> TrainConfig:
+    """A config that trains in well under a second."""
+    base = dict(
+        task="adding",
+        task_params={"length": 12},
+        cell="lstm",
+        hidden_size=8,
+        batch_size=8,
+        max_steps=5,
+        eval_every=2,
+        eval_batch_size=16,
+    )
+    return TrainConfig(**{**base, **changes})
+
+
+def without_time(history: pd.DataFrame) -> pd.DataFrame:
+    return history.drop(columns="elapsed_s")
+
+
+def parameter_distance(before: dict, after: dict) -> float:
+    return math.sqrt(sum(float((after[k] - before[k]).pow(2).sum()) for k in before))
+
+
+# -- TrainConfig ------------------------------------------------------------------------------
+
+INVALID = [
+    ("task", "nope"),
+    ("task", 3),
+    ("task_params", {"length": 1}),  # the task's own check
+    ("task_params", {"delay": 5}),  # not a parameter of adding
+    ("task_params", {}),  # adding needs a length
+    ("task_params", {"length": [12]}),
+    ("task_params", [("length", 12)]),
+    ("cell", "transformer"),
+    ("hidden_size", 0),
+    ("hidden_size", 8.0),
+    ("hidden_size", True),
+    ("optimizer", "lbfgs"),
+    ("lr", 0.0),
+    ("lr", -1e-3),
+    ("lr", float("nan")),
+    ("lr", float("inf")),
+    ("lr", "0.1"),
+    ("momentum", 1.0),
+    ("momentum", -0.1),
+    ("batch_size", 0),
+    ("max_steps", 0),
+    ("max_steps", 2.5),
+    ("max_steps", None),  # and max_sequences None: no budget at all
+    ("max_sequences", 0),
+    ("grad_clip", 0.0),
+    ("grad_clip", float("inf")),
+    ("eval_every", 0),
+    ("eval_batch_size", 0),
+    ("solve_patience", 0),
+    ("stop_when_solved", 1),
+    ("seed", -1),
+    ("seed", 2**63),
+    ("device", "tpu"),
+    ("device", "cuda:x"),
+    ("device", 0),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), INVALID, ids=[f"{n}={v!r}" for n, v in INVALID])
+def test_invalid_field_is_a_one_line_value_error_naming_field_and_value(name, value):
+    with pytest.raises(ValueError) as info:
+        tiny(**{name: value})
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{name}={value!r} is invalid: ")
+    assert len(message) > len(f"{name}={value!r} is invalid: ") + 5  # says what is allowed
+
+
+def test_task_params_are_completed_frozen_and_hashable():
+    short = TrainConfig(task="copy", task_params={"delay": 5}, cell="rnn", max_steps=1)
+    spelled_out = TrainConfig(
+        task="copy", task_params={"n_symbols": 8, "delay": 5, "n_copy": 10}, cell="rnn", max_steps=1
+    )
+    assert short == spelled_out and hash(short) == hash(spelled_out)
+    assert short.task_params == {"delay": 5, "n_copy": 10, "n_symbols": 8}
+    assert short.make_task() == tasks.CopyTask(delay=5)
+    with pytest.raises(TypeError):
+        short.task_params["delay"] = 6
+
+
+def test_numbers_are_canonical():
+    assert tiny(lr=1).to_dict() == tiny(lr=1.0).to_dict()
+    assert isinstance(tiny(lr=1).lr, float)
+
+
+def test_to_dict_round_trips_through_json_and_pickle():
+    config = tiny(task="copy", task_params={"delay": 7}, grad_clip=None, optimizer="sgd", max_sequences=40)
+    data = json.loads(json.dumps(config.to_dict()))
+    assert list(data) == list(config.to_dict())
+    assert TrainConfig.from_dict(data) == config
+    assert pickle.loads(pickle.dumps(config)) == config
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        ({"task": "adding", "cell": "lstm", "max_steps": 1, "colour": "red"}, "colour"),
+        ({"task": "adding"}, "cell"),
+    ],
+)
+def test_from_dict_rejects_unknown_and_missing_fields(data, name):
+    with pytest.raises(ValueError, match=f"^{name}"):
+        TrainConfig.from_dict({"task_params": {"length": 10}, **data})
+
+
+# -- the training loop ------------------------------------------------------------------------
+
+
+def test_history_has_one_row_per_evaluation():
+    config = tiny(max_steps=5, eval_every=2)
+    result = train(config, progress=False)
+    history = result.history
+    expected_steps = [*range(0, config.max_steps, config.eval_every), config.max_steps]
+    assert history["step"].tolist() == expected_steps
+    assert history["sequences_seen"].tolist() == [s * config.batch_size for s in expected_steps]
+    assert set(HISTORY_COLUMNS) | {"abs_error", "error_rate"} <= set(history.columns)
+    assert history[["train_loss", "grad_norm"]].iloc[0].isna().all()  # nothing trained at step 0
+    assert history[["train_loss", "grad_norm", "grad_norm_max"]].iloc[1:].notna().all().all()
+    assert (history["grad_norm_max"].iloc[1:] >= history["grad_norm"].iloc[1:]).all()
+    assert history["elapsed_s"].is_monotonic_increasing
+    assert (result.status, result.steps, result.diverged_step) == ("budget_exhausted", 5, None)
+    assert result.final_metrics == {k: history[k].iloc[-1] for k in result.final_metrics}
+    assert result.final_metrics["loss_ratio"] == pytest.approx(
+        result.final_metrics["loss"] / config.make_task().baseline_loss()
+    )
+
+
+@pytest.mark.parametrize(
+    ("max_steps", "max_sequences", "batch_size"), [(4, None, 8), (None, 20, 8), (3, 100, 8), (None, 16, 8)]
+)
+def test_budget_in_steps_or_sequences(max_steps, max_sequences, batch_size):
+    config = tiny(max_steps=max_steps, max_sequences=max_sequences, batch_size=batch_size)
+    result = train(config, progress=False)
+    budgets = [max_steps] if max_steps else []
+    budgets += [math.ceil(max_sequences / batch_size)] if max_sequences else []
+    assert result.steps == min(budgets) == result.history["step"].iloc[-1]
+    assert result.sequences_seen == min(budgets) * batch_size
+
+
+@pytest.mark.parametrize("clip_fraction", [None, 0.1])
+def test_grad_norm_is_recorded_before_clipping(clip_fraction):
+    # With plain SGD at lr = 1 one step moves the weights by exactly the (clipped) gradient.
+    config = tiny(optimizer="sgd", momentum=0.0, lr=1.0, grad_clip=None, max_steps=1, eval_every=1)
+    before = build_model(config).state_dict()
+    unclipped = train(config, progress=False)
+    norm = unclipped.history["grad_norm"].iloc[-1]
+    assert parameter_distance(before, unclipped.state_dict) == pytest.approx(norm, rel=1e-4)
+    if clip_fraction is not None:
+        clipped = train(
+            TrainConfig.from_dict({**config.to_dict(), "grad_clip": clip_fraction * norm}), progress=False
+        )
+        assert clipped.history["grad_norm"].iloc[-1] == pytest.approx(norm, rel=1e-6)
+        assert parameter_distance(before, clipped.state_dict) == pytest.approx(clip_fraction * norm, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("task", "task_params", "cell"),
+    [
+        ("adding", {"length": 12}, "lstm_chrono"),
+        ("copy", {"delay": 4, "n_copy": 3}, "gru"),
+        ("copy", {"delay": 4, "n_copy": 3}, "lstm_no_forget"),
+        ("adding", {"length": 12}, "rnn"),
+    ],
+)
+def test_same_config_same_history_whatever_the_global_rng(task, task_params, cell):
+    config = tiny(task=task, task_params=task_params, cell=cell, max_steps=6)
+    torch.manual_seed(1)
+    first = train(config, progress=False)
+    torch.manual_seed(2)
+    state = torch.get_rng_state()
+    second = train(config, progress=False)
+    assert torch.equal(torch.get_rng_state(), state)  # train leaves the global RNG alone
+    pd.testing.assert_frame_equal(without_time(first.history), without_time(second.history))
+    assert all(torch.equal(first.state_dict[k], second.state_dict[k]) for k in first.state_dict)
+    other_seed = train(
+        tiny(task=task, task_params=task_params, cell=cell, max_steps=6, seed=1), progress=False
+    )
+    assert not without_time(other_seed.history).equals(without_time(first.history))
+
+
+def test_divergence_ends_the_run_and_keeps_the_history():
+    # A tanh RNN under plain SGD at a huge learning rate: the readout blows up within a few steps.
+    config = tiny(
+        cell="rnn", optimizer="sgd", lr=1e3, momentum=0.0, grad_clip=None, max_steps=200, eval_every=5
+    )
+    result = train(config, progress=False)
+    assert result.status == "diverged"
+    assert 1 <= result.diverged_step < config.max_steps
+    assert result.steps == result.diverged_step == result.history["step"].iloc[-1]
+    last = result.history.iloc[-1]
+    assert not (math.isfinite(last["train_loss"]) and math.isfinite(last["grad_norm_max"]))
+    assert result.history[["train_loss", "grad_norm"]].iloc[1:-1].map(math.isfinite).all().all()
+    # the diverging update was not applied: the final weights are the last finite ones
+    assert all(torch.isfinite(t).all() for t in result.state_dict.values())
+
+
+@pytest.mark.parametrize(("patience", "stop"), [(1, True), (3, True), (2, False)])
+def test_solve_criterion_needs_patience_consecutive_evaluations(monkeypatch, patience, stop):
+    monkeypatch.setattr(tasks.AddingTask, "is_solved", lambda self, metrics: True)
+    config = tiny(max_steps=20, eval_every=2, solve_patience=patience, stop_when_solved=stop)
+    result = train(config, progress=False)
+    assert result.status == "solved"
+    assert result.steps == (config.eval_every * (patience - 1) if stop else config.max_steps)
+    assert result.history["solved"].all()
+
+
+def test_interrupted_streak_is_not_solved(monkeypatch):
+    answers = itertools.cycle([True, False])
+    monkeypatch.setattr(tasks.AddingTask, "is_solved", lambda self, metrics: next(answers))
+    result = train(tiny(max_steps=12, eval_every=2, solve_patience=2), progress=False)
+    assert result.status == "budget_exhausted" and result.steps == 12
+    assert result.history["solved"].tolist() == [True, False] * 3 + [True]
+
+
+def test_callbacks_see_every_evaluation_and_cannot_disturb_training():
+    calls = []
+    training_modes = []  # model.training at every forward pass with gradients (training steps)
+
+    def record_mode(module, args):
+        if torch.is_grad_enabled():
+            training_modes.append(module.training)
+
+    def probe(ctx: ProbeContext) -> pd.DataFrame:
+        assert ctx.model.training and torch.is_grad_enabled()
+        if ctx.phase == "init":
+            ctx.model.register_forward_pre_hook(record_mode)
+        assert ctx.eval_batch.batch_size == ctx.config.eval_batch_size
+        loss = ctx.task.loss(ctx.model(ctx.eval_batch.inputs), ctx.eval_batch)
+        grads = torch.autograd.grad(loss, list(ctx.model.parameters()), retain_graph=True)
+        loss.backward()  # leaves .grad behind, on purpose
+        ctx.model.eval()
+        torch.rand(3)  # uses the global RNG
+        calls.append((ctx.phase, ctx.step, ctx.sequences_seen))
+        norm = math.sqrt(sum(float(g.pow(2).sum()) for g in grads))
+        return pd.DataFrame({"quantity": ["grad_norm", "loss"], "value": [norm, loss.item()]})
+
+    def silent(ctx: ProbeContext) -> None:
+        return None
+
+    def labelled(ctx: ProbeContext) -> pd.DataFrame:
+        return pd.DataFrame({"step": [-1], "value": [0.0]})
+
+    config = tiny(max_steps=5, eval_every=2)
+    result = train(config, callbacks=[probe, silent, labelled], progress=False)
+    steps = [0, 2, 4, 5]
+    assert calls == [
+        (p, s, s * config.batch_size) for p, s in zip(["init", "train", "train", "final"], steps, strict=True)
+    ]
+    probes = result.probes
+    assert list(probes.columns[:3]) == ["step", "sequences_seen", "phase"]
+    ours = probes[probes["quantity"].notna()]
+    assert ours["step"].tolist() == [s for s in steps for _ in range(2)]
+    assert ours.loc[ours["quantity"] == "loss", "value"].tolist() == pytest.approx(
+        result.history["loss"].tolist()
+    )
+    assert (probes.loc[probes["quantity"].isna(), "step"] == -1).all()  # a callback's own step column is kept
+    assert len(training_modes) > config.max_steps and all(training_modes)  # eval() was undone
+    plain = train(config, progress=False)
+    pd.testing.assert_frame_equal(without_time(plain.history), without_time(result.history))
+    assert plain.probes.empty and list(plain.probes.columns) == ["step", "sequences_seen", "phase"]
+
+
+def test_fresh_training_batches_and_one_fixed_held_out_batch(monkeypatch):
+    sampled = []
+    sample = tasks.AddingTask.sample
+    monkeypatch.setattr(
+        tasks.AddingTask, "sample", lambda self, *a, **k: sampled.append(sample(self, *a, **k)) or sampled[-1]
+    )
+    seen = []
+    config = tiny(batch_size=8, eval_batch_size=8, max_steps=6)
+    train(config, callbacks=[lambda ctx: seen.append(ctx.eval_batch)], progress=False)
+    held_out, *training = sampled
+    assert len(training) == config.max_steps
+    assert all(batch is seen[0] for batch in seen) and torch.equal(seen[0].inputs, held_out.inputs)
+    inputs = [held_out.inputs, *(batch.inputs for batch in training)]
+    assert not any(torch.equal(a, b) for a, b in itertools.combinations(inputs, 2))
+
+
+def test_solved_at_step_zero_still_gives_a_final_probe(monkeypatch):
+    monkeypatch.setattr(tasks.AddingTask, "is_solved", lambda self, metrics: True)
+    phases = []
+    result = train(tiny(), callbacks=[lambda ctx: phases.append((ctx.phase, ctx.step))], progress=False)
+    assert result.status == "solved" and result.steps == 0 and len(result.history) == 1
+    assert phases == [("init", 0), ("final", 0)]
+
+
+@pytest.mark.parametrize(("progress", "shown"), [(False, False), (None, False), (True, True)])
+def test_progress_bar_only_when_asked_or_on_a_terminal(capsys, progress, shown):
+    train(tiny(), progress=progress)  # under capsys stderr is not a terminal
+    err = capsys.readouterr().err
+    assert ("seq/s" in err) == shown
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_missing_device_is_reported_before_training():
+    with pytest.raises(ValueError, match="^device='cuda' is invalid"):
+        train(tiny(device="cuda"), progress=False)
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
+    config = tiny(task="copy", task_params={"delay": 4, "n_copy": 3}, cell="gru")
+    result = train(config, progress=False)
+    model = build_model(config)
+    model.load_state_dict(result.state_dict)
+    path = save_checkpoint(tmp_path / "checkpoint.pt", model, config)
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+    loaded, loaded_config = load_checkpoint(path)
+    assert loaded_config == config
+    inputs = config.make_task().sample(4, torch.Generator().manual_seed(0)).inputs
+    assert torch.equal(loaded(inputs), model(inputs))
+    assert not torch.equal(build_model(config)(inputs), model(inputs))  # training changed the model
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "file.txt"
+    path.write_text("old")
+
+    def fail(temp):
+        temp.write_text("half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(path, fail)
+    assert path.read_text() == "old" and list(tmp_path.iterdir()) == [path]
+
+
+# -- learning ---------------------------------------------------------------------------------
+
+# One budget for both: the LSTM must beat a tenth of the memoryless baseline within it, the tanh
+# RNN must not get away from the baseline of the copy task with delay 100 (Arjovsky et al. 2016).
+LEARNING_BUDGET = dict(
+    hidden_size=32, optimizer="adam", lr=1e-2, batch_size=32, max_steps=1200, eval_every=50
+)
+
+
+@pytest.mark.slow
+def test_lstm_learns_the_adding_problem():
+    config = TrainConfig(task="adding", task_params={"length": 50}, cell="lstm", **LEARNING_BUDGET)
+    result = train(config, progress=False)
+    assert result.final_metrics["loss"] < 0.1 * config.make_task().baseline_loss()
+    assert result.status == "solved"
+
+
+@pytest.mark.slow
+def test_tanh_rnn_stays_at_the_baseline_of_the_long_copy_task():
+    config = TrainConfig(task="copy", task_params={"delay": 100}, cell="rnn", **LEARNING_BUDGET)
+    result = train(config, progress=False)
+    assert result.status == "budget_exhausted"
+    assert result.history["loss_ratio"].iloc[1:].min() > 0.9
+    assert result.final_metrics["loss_ratio"] < 1.1  # it did learn the memoryless strategy
