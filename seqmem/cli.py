@@ -3,6 +3,8 @@
     seqmem tasks list
     seqmem tasks show NAME [--param value ...] [--seed N]
     seqmem train --task adding --length 100 --cell lstm --hidden-size 128 --steps 3000 [--seed N] [--out DIR]
+    seqmem run studies/NAME.py [--preset quick] [--out DIR] [--executor local|dask] [--scheduler ADDR] ...
+    seqmem report RESULTS_DIR
 
 Each subcommand is a function in ``COMMANDS`` that adds its parser to the subparsers and sets
 ``run`` (``args -> exit status``) as a default; a new subcommand is one more entry.  Options
@@ -213,11 +215,54 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- seqmem run / seqmem report ---------------------------------------------------------------------
+
+
+def add_run_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run a study script's sweep (resumably), then render its report",
+        description="Everything after STUDY goes to the study's own command line "
+        "(--preset, --out, --executor, --scheduler, --workers, --retry-failed, --no-report).",
+    )
+    parser.add_argument(
+        "study", type=Path, metavar="STUDY", help="a study script, e.g. studies/gradient_decay.py"
+    )
+    parser.add_argument("study_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.set_defaults(run=run_study_script)
+
+
+def run_study_script(args: argparse.Namespace) -> int:
+    # Imported here so that `seqmem tasks ...` does not pay for the sweep machinery.
+    from seqmem.sweep import load_study_module, main_for_study
+
+    return main_for_study(load_study_module(args.study), args.study_args)
+
+
+def add_report_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("report", help="render the figures and HTML report of a results folder")
+    parser.add_argument("study_dir", type=Path, metavar="RESULTS_DIR", help="e.g. results/gradient_decay")
+    parser.set_defaults(run=run_report)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from seqmem.report import render_report
+
+    if not (args.study_dir / "study.json").is_file():
+        raise UsageError(
+            f"RESULTS_DIR={str(args.study_dir)!r} is invalid: must be a study folder containing study.json"
+        )
+    print(render_report(args.study_dir))
+    return 0
+
+
 # -- entry point ----------------------------------------------------------------------------------
 
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "tasks": add_tasks_command,
     "train": add_train_command,
+    "run": add_run_command,
+    "report": add_report_command,
 }
 
 

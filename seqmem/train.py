@@ -340,6 +340,9 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), progress: boo
     once at the end ('final'; at step 0 too if the task is solved there).  ``progress``: a tqdm
     bar on stderr; None shows it only when stderr is a terminal.
     """
+    # Vanishing float32 gradients pass through subnormal numbers, which x86 CPUs process up to
+    # 40x slower; flushing them to zero leaves every loss unchanged (values below 1e-38).
+    torch.set_flush_denormal(True)
     device = _resolve_device(config.device)
     task = config.make_task()
     model = build_model(config).to(device)

@@ -1,0 +1,212 @@
+"""The state Jacobians behind the decay: exact products dh_T/dh_t and Lyapunov exponents.
+
+One mechanism serves both: the cell's pure recurrence ``cell.recur(x_proj, state)`` as a
+function of the flat state s = (h) or (h, c), differentiated with torch.func along the
+trajectory the model actually ran -- reverse mode (vjp) to accumulate the products
+P_t = ds_T/ds_t = P_{t+1} J_{t+1} row-block by row-block, forward mode (jvp) to push the
+Lyapunov frame forward, J_t Q_{t-1}.  Neither ever forms a per-step Jacobian J_t, and both work
+for any cell, with the exact derivatives of the code that trains.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import torch
+
+from seqmem.analysis.common import as_dtype, lag_frame
+from seqmem.model import SequenceModel
+from tasks.base import check_int
+
+__all__ = ["jacobian_norms_by_lag", "lyapunov_spectrum", "forget_product"]
+
+StepFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _check_inputs(model: SequenceModel, inputs: torch.Tensor) -> None:
+    if inputs.dim() != 3 or inputs.shape[-1] != model.input_size or inputs.shape[1] < 1:
+        raise ValueError(
+            f"inputs shape={tuple(inputs.shape)} is invalid: must be (batch, length >= 1, {model.input_size})"
+        )
+
+
+def _trajectory(
+    model: SequenceModel, inputs: torch.Tensor
+) -> tuple[StepFn, list[torch.Tensor], list[torch.Tensor], dict[str, torch.Tensor]]:
+    """The flat-state step function, the projected inputs x_proj[t] (B, G*H), the flat states
+    s[0] = initial state, s[t + 1] = state after step t (B, S), and the gates (B, L, H)."""
+    cell = model.cell
+
+    def step(x_proj: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        return torch.cat(cell.recur(x_proj, tuple(state.split(cell.hidden_size, dim=-1)))[0], dim=-1)
+
+    with torch.no_grad():
+        _, unrolled = model(inputs, return_states=True)
+        x_proj = list(cell.project_input(inputs).unbind(dim=1))
+        initial = cell.initial_state(inputs.shape[0], device=inputs.device, dtype=inputs.dtype)
+        paths = [unrolled.h] if unrolled.c is None else [unrolled.h, unrolled.c]
+        states = [torch.cat(initial, dim=-1), *(torch.cat(s, dim=-1) for s in zip(*paths, strict=True))]
+    return step, x_proj, states, unrolled.gates
+
+
+def forget_product(forget: torch.Tensor) -> torch.Tensor:
+    """Per sample and t, the mean over units of prod_{s=t+1}^{T} f_s, i.e. dc_T/dc_t along the
+    cell-state path alone (1 at t = T); ``forget`` is (B, L, H).  In log space, float64."""
+    logs = torch.log(forget.to(torch.float64))
+    later = logs.flip(1).cumsum(1).flip(1) - logs  # sum over s > t
+    return later.exp().mean(dim=-1)
+
+
+def _spectral_norm(blocks: torch.Tensor) -> torch.Tensor:
+    """Exact largest singular values of (N, m, n) matrices: sqrt of the largest eigenvalue of the
+    Gram matrix, which LAPACK computes about twice as fast as an SVD.  Scaled to unit Frobenius
+    norm and in float64, so the Gram matrix neither overflows nor sends LAPACK through float32's
+    (slow) subnormal numbers when the product is nearly rank one."""
+    blocks = blocks.double()
+    frobenius = torch.linalg.matrix_norm(blocks).clamp_min(torch.finfo(blocks.dtype).tiny)
+    unit = blocks / frobenius[:, None, None]
+    gram = unit @ unit.mT if unit.shape[-2] <= unit.shape[-1] else unit.mT @ unit
+    return torch.linalg.eigvalsh(gram)[:, -1].clamp_min(0).sqrt() * frobenius
+
+
+def jacobian_norms_by_lag(
+    model: SequenceModel,
+    inputs: torch.Tensor,
+    *,
+    spectrum_lags: Sequence[int] | None = None,
+    spectral: bool = True,
+    dtype: torch.dtype | None = None,
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
+    """Norms of the exact Jacobian products from the last step T = L - 1 back to every step t.
+
+    P_T = I and P_t = P_{t+1} J_{t+1}, J_{t+1} = ds_{t+1}/ds_t per sample, for the full state
+    s = h (RNN, GRU) or s = (h, c) (LSTM, a 2H x 2H product).  Reported per t (lag = T - t),
+    batch mean and median/q10/q90 (see ``lag_frame``):
+      jacobian_spectral, jacobian_frobenius            ||dh_T/dh_t|| (the h block of P_t)
+      cell_jacobian_spectral, cell_jacobian_frobenius  ||dc_T/dc_t|| (LSTM: the c block)
+      forget_product                                   LSTM: mean over units of prod_{s=t+1}^T f_s
+    Each step the product is rescaled to unit norm and the scale kept as a float64 logarithm, so
+    the norms are exact far below float32's underflow.  The spectral norms (one symmetric
+    eigen-decomposition per sample, step and block) cost more than the products themselves;
+    ``spectral=False`` leaves them out.  With ``spectrum_lags`` the singular
+    values of dh_T/dh_t (block 'h') and dc_T/dc_t (block 'c') at those lags come back too, as a
+    second frame (columns t, lag, sample, block, index, singular_value): ``(norms, spectra)``.
+    """
+    _check_inputs(model, inputs)
+    model = as_dtype(model, dtype)
+    inputs = inputs.to(model.readout.weight.dtype)
+    batch, length = inputs.shape[:2]
+    last = length - 1
+    spectrum_at = sorted({int(lag) for lag in spectrum_lags or ()})
+    for lag in spectrum_at:
+        check_int("spectrum_lags", lag, 0, last)
+    step, x_proj, states, gates = _trajectory(model, inputs)
+    hidden, size = model.hidden_size, states[0].shape[-1]
+    blocks = {"jacobian": slice(0, hidden)}
+    if size == 2 * hidden:
+        blocks["cell_jacobian"] = slice(hidden, size)
+    kinds = ("spectral", "frobenius") if spectral else ("frobenius",)
+    norms = {
+        f"{name}_{kind}": inputs.new_empty(batch, length, dtype=torch.float64)
+        for name in blocks
+        for kind in kinds
+    }
+    spectra = []
+    # P[r, b, :] is row r of sample b's product: the leading dim is the one vmap maps over
+    product = torch.eye(size, dtype=inputs.dtype, device=inputs.device).unsqueeze(1).repeat(1, batch, 1)
+    log_scale = inputs.new_zeros(batch, dtype=torch.float64)
+    with torch.no_grad():
+        for t in range(last, -1, -1):
+            if t < last:
+                _, pullback = torch.func.vjp(partial(step, x_proj[t + 1]), states[t + 1])
+                product = torch.func.vmap(pullback)(product)[0]
+                scale = torch.linalg.vector_norm(product, dim=(0, 2))
+                product = product / scale.clamp_min(torch.finfo(product.dtype).tiny)[None, :, None]
+                log_scale += torch.log(scale.to(torch.float64))
+            factor = torch.exp(log_scale)
+            for name, rows in blocks.items():
+                block = product[rows, :, rows].transpose(0, 1)  # (B, block rows, block cols)
+                norms[f"{name}_frobenius"][:, t] = torch.linalg.matrix_norm(block).double() * factor
+                if spectral:
+                    norms[f"{name}_spectral"][:, t] = _spectral_norm(block) * factor
+                if last - t in spectrum_at:
+                    values = (torch.linalg.svdvals(block).double() * factor[:, None]).cpu()
+                    spectra.append(_spectrum_rows(values, t, last - t, "h" if name == "jacobian" else "c"))
+    if "f" in gates:
+        norms["forget_product"] = forget_product(gates["f"])
+    frame = lag_frame(norms, torch.full((batch,), last))
+    if spectrum_lags is None:
+        return frame
+    columns = ["t", "lag", "sample", "block", "index", "singular_value"]
+    spectrum = pd.concat(spectra, ignore_index=True) if spectra else pd.DataFrame(columns=columns)
+    return frame, spectrum.sort_values(["block", "lag", "sample", "index"], ignore_index=True)
+
+
+def _spectrum_rows(values: torch.Tensor, t: int, lag: int, block: str) -> pd.DataFrame:
+    batch, count = values.shape
+    return pd.DataFrame(
+        {
+            "t": t,
+            "lag": lag,
+            "sample": np.repeat(np.arange(batch), count),
+            "block": block,
+            "index": np.tile(np.arange(count), batch),
+            "singular_value": values.reshape(-1).numpy(),
+        }
+    )
+
+
+def lyapunov_spectrum(
+    model: SequenceModel,
+    inputs: torch.Tensor,
+    k: int,
+    *,
+    warmup: int = 0,
+    seed: int = 0,
+    dtype: torch.dtype | None = None,
+) -> pd.DataFrame:
+    """The leading ``k`` Lyapunov exponents of the state dynamics driven by ``inputs``.
+
+    QR re-orthonormalisation (Engelken, Wolf & Abbott 2020): Q_0 a random orthonormal S x k
+    frame (seeded by ``seed``, the same for every sample), Q_t R_t = J_t Q_{t-1} for every step,
+    exponent_i = mean over steps t > ``warmup`` of log|R_t[i, i]|, per step (nats; the decay
+    factor per step is exp(exponent)).  S is the full state: H, or 2H for an LSTM's (h, c).
+    Per sample the exponents are sorted descending; columns: k (0 = largest), exponent (batch
+    mean), std, median, q10, q90 over the batch.
+    """
+    _check_inputs(model, inputs)
+    model = as_dtype(model, dtype)
+    inputs = inputs.to(model.readout.weight.dtype)
+    length = inputs.shape[1]
+    size = model.hidden_size * len(model.cell.state_names)
+    check_int("k", k, 1, size)
+    check_int("warmup", warmup, 0, length - 1)
+    check_int("seed", seed, 0)
+    step, x_proj, states, _ = _trajectory(model, inputs)
+    generator = torch.Generator().manual_seed(seed)
+    frame = torch.linalg.qr(torch.randn(size, k, generator=generator, dtype=torch.float64))[0]
+    frame = frame.to(inputs).expand(inputs.shape[0], size, k)
+    total = inputs.new_zeros(inputs.shape[0], k, dtype=torch.float64)
+    with torch.no_grad():
+        for t in range(length):
+            push = partial(torch.func.jvp, partial(step, x_proj[t]), (states[t],))
+            moved = torch.func.vmap(lambda v, push=push: push((v,))[1], in_dims=2, out_dims=2)(frame)
+            frame, r = torch.linalg.qr(moved)
+            if t >= warmup:
+                total += torch.log(torch.diagonal(r, dim1=-2, dim2=-1).abs().double())
+    exponents = (total / (length - warmup)).sort(dim=1, descending=True).values.cpu().numpy()
+    q10, median, q90 = np.quantile(exponents, [0.1, 0.5, 0.9], axis=0)
+    return pd.DataFrame(
+        {
+            "k": np.arange(k),
+            "exponent": exponents.mean(axis=0),
+            "std": exponents.std(axis=0, ddof=1) if exponents.shape[0] > 1 else math.nan,
+            "median": median,
+            "q10": q10,
+            "q90": q90,
+        }
+    )

@@ -1,0 +1,179 @@
+"""seqmem.results: the run folder layout, loading into tidy frames, and damage reporting.
+
+Runs are fabricated RunResults with known contents, so every loaded value has an independent
+reference: the data that was written."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from seqmem import results
+from seqmem.sweep import RunConfig, Study
+from seqmem.train import RunResult
+
+STUDY = Study(
+    name="store",
+    base={"task": "adding", "task_params.length": 12, "cell": "lstm", "hidden_size": 4, "max_steps": 20},
+    axes={"seed": [0, 1, 2]},
+)
+
+
+def fabricated_result(run: RunConfig, probes: pd.DataFrame | None = None) -> RunResult:
+    """A RunResult whose numbers are simple functions of the seed."""
+    seed = run.train.seed
+    steps = np.arange(0, 30, 10)
+    history = pd.DataFrame(
+        {
+            "step": steps,
+            "sequences_seen": steps * 32,
+            "loss": 1.0 / (steps + seed + 1),
+            "elapsed_s": steps * 0.1,
+            "solved": steps > 15,
+        }
+    )
+    if probes is None:
+        probes = pd.DataFrame(
+            {
+                "step": [0, 0, 20],
+                "sequences_seen": [0, 0, 640],
+                "phase": ["init", "init", "final"],
+                "quantity": "grad_norm",
+                "t": [3, 2, 3],
+                "lag": [0, 1, 0],
+                "stat": "mean",
+                "value": [1.0, 0.5 + seed, np.nan],
+            }
+        )
+    return RunResult(
+        config=run.train,
+        status="solved" if seed == 0 else "diverged",
+        history=history,
+        probes=probes,
+        steps=20,
+        sequences_seen=640,
+        diverged_step=None if seed == 0 else 17,
+        final_metrics={"loss": np.float64(0.25 + seed), "loss_ratio": float("nan") if seed else 0.5},
+        elapsed_s=1.5,
+        state_dict={"readout.weight": torch.full((1, 4), float(seed))},
+    )
+
+
+@pytest.fixture
+def study_dir(tmp_path):
+    """A study folder with every run of STUDY written."""
+    path = tmp_path / STUDY.name
+    results.write_study_info(path, STUDY, None)
+    for run in STUDY.grid(None):
+        results.write_run(path, run, fabricated_result(run))
+    return path
+
+
+def test_written_runs_load_back_as_tidy_frames(study_dir):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frames = results.load_study(study_dir)
+    grid = STUDY.grid(None)
+    assert list(frames.runs.run_id) == [run.run_id for run in grid]
+    assert frames.info["grid"][0]["run_id"] == grid[0].run_id
+    for run in grid:
+        expected = fabricated_result(run)
+        row = frames.runs.set_index("run_id").loc[run.run_id]
+        assert (row.status, row.solved, row.steps, row.sequences_seen) == (
+            expected.status,
+            expected.status == "solved",
+            expected.steps,
+            expected.sequences_seen,
+        )
+        assert row.final_loss == expected.final_metrics["loss"]
+        assert (row.cell, row.seed, row.length, row.variant) == ("lstm", run.train.seed, 12, "arjovsky2016")
+        for frame, written in ((frames.metrics, expected.history), (frames.analysis, expected.probes)):
+            mine = frame[frame.run_id == run.run_id].reset_index(drop=True)
+            pd.testing.assert_frame_equal(mine[list(written.columns)], written)
+            assert (mine.seed == run.train.seed).all() and (mine.length == 12).all()
+        state = torch.load(results.run_dir(study_dir, run.run_id) / "checkpoint.pt", weights_only=True)
+        assert torch.equal(state["readout.weight"], expected.state_dict["readout.weight"])
+
+
+def test_failed_run_is_loaded_with_its_traceback(tmp_path):
+    single = Study(name="single", base=STUDY.base)
+    results.write_study_info(tmp_path, single, None)
+    run = single.grid(None)[0]
+    results.write_failed_run(tmp_path, run, "Traceback ...\nRuntimeError: boom", 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frames = results.load_study(tmp_path)
+    row = frames.runs.iloc[0]
+    assert (row.run_id, row.status, bool(row.solved)) == (run.run_id, "failed", False)
+    assert row.error.endswith("RuntimeError: boom")
+    assert frames.metrics.empty and frames.analysis.empty
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "run_kept"),
+    [
+        ("metrics.parquet", "garbage", True),
+        ("metrics.parquet", "missing", True),
+        ("analysis.parquet", "garbage", True),
+        ("config.json", "garbage", False),
+        ("status.json", "garbage", False),
+        ("status.json", "missing", False),
+    ],
+)
+def test_damaged_file_is_named_and_the_rest_loads(study_dir, name, damage, run_kept):
+    victim, *others = [run.run_id for run in STUDY.grid(None)]
+    path = results.run_dir(study_dir, victim) / name
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # torn in the middle
+    named = path if name != "status.json" or damage != "missing" else path.parent
+    with pytest.warns(UserWarning) as caught:
+        frames = results.load_study(study_dir)
+    assert [str(w.message) for w in caught if victim in str(w.message) and str(named) in str(w.message)]
+    assert all(victim in str(w.message) for w in caught)
+    assert list(frames.runs.run_id) == ([victim] if run_kept else []) + others
+    for frame in (frames.metrics, frames.analysis):
+        assert set(others) <= set(frame.run_id)
+    damaged_frame = {"metrics.parquet": frames.metrics, "analysis.parquet": frames.analysis}.get(name)
+    if damaged_frame is not None:
+        assert victim not in set(damaged_frame.run_id)
+
+
+def test_without_study_json_every_run_folder_loads(study_dir):
+    (study_dir / "study.json").unlink()
+    with pytest.warns(UserWarning, match="study.json"):
+        frames = results.load_study(study_dir)
+    assert sorted(frames.runs.run_id) == sorted(run.run_id for run in STUDY.grid(None))
+
+
+def test_interrupted_write_leaves_an_incomplete_run(study_dir):
+    run = STUDY.grid(None)[0]
+    folder = results.run_dir(study_dir, run.run_id)
+    (folder / "stale.txt").write_text("from an earlier attempt")
+    unwritable = pd.DataFrame({"value": [1.0, "not a float"]})  # pyarrow refuses mixed types
+    with pytest.raises(Exception, match="value"):
+        results.write_run(study_dir, run, fabricated_result(run, probes=unwritable))
+    assert results.read_status(folder) is None and (folder / "metrics.parquet").exists()
+    assert not (folder / "stale.txt").exists()
+    with pytest.warns(UserWarning, match=f"run {run.run_id}: run not complete"):
+        frames = results.load_study(study_dir)
+    assert run.run_id not in set(frames.runs.run_id)
+
+
+def test_flatten_config_spreads_task_params():
+    flat = results.flatten_config({"task": "t", "seed": 0, "task_params": {"length": 3, "seed": 5}})
+    assert flat == {"task": "t", "seed": 0, "length": 3, "task_params.seed": 5}
+
+
+def test_empty_and_missing_study_folders(tmp_path):
+    with pytest.raises(ValueError, match="path"):
+        results.load_study(tmp_path / "nothing")
+    with pytest.warns(UserWarning, match="study.json"):
+        frames = results.load_study(tmp_path)
+    for frame in (frames.runs, frames.metrics, frames.analysis):
+        assert list(frame.columns) == ["run_id"] and frame.empty

@@ -1,0 +1,396 @@
+"""seqmem.sweep: grid expansion, run identity, executors, resume after SIGKILL, isolation, CLI glue.
+
+The reference for every stored result is an independent one: a direct train() call, or an
+uninterrupted in-process sweep of the same study, compared file by file (timings excluded)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+import torch
+
+from seqmem import results
+from seqmem.sweep import RunConfig, Study, load_study_module, main_for_study, run_study, train_run
+from seqmem.train import TrainConfig, train
+
+REPO = Path(__file__).absolute().parents[1]
+TINY = {
+    "task": "adding",
+    "task_params.length": 12,
+    "cell": "rnn",
+    "hidden_size": 8,
+    "batch_size": 16,
+    "max_steps": 30,
+    "eval_every": 10,
+    "eval_batch_size": 32,
+}
+
+# The study the SIGKILL and dask tests run: runs long enough (~0.5 s each) to kill part-way.
+STUDY_SCRIPT = """
+from seqmem.analysis import ProbeConfig
+from seqmem.sweep import Study, main_for_study
+
+STUDY = Study(
+    name="killable",
+    base={"task": "adding", "task_params.length": 30, "hidden_size": 16, "max_steps": 100,
+          "eval_every": 25, "eval_batch_size": 64},
+    axes={"cell": ["gru", "lstm"], "seed": [0, 1, 2]},
+    presets={"quick": {}},
+    probe=ProbeConfig(quantities=("grad_norm", "jacobian", "gates"), every_n_evals=2, batch_size=16,
+                      jacobian_batch_size=2),
+)
+
+if __name__ == "__main__":
+    raise SystemExit(main_for_study(STUDY))
+"""
+
+
+def flaky_run(config: RunConfig, progress: bool):
+    """train_run, except that every seed-1 run raises (module level: workers import it)."""
+    if config.train.seed == 1:
+        raise RuntimeError("boom from seed 1")
+    return train_run(config, progress)
+
+
+def _status(run_path: Path) -> str:
+    data = json.loads((run_path / "status.json").read_text())
+    data.pop("elapsed_s")
+    return json.dumps(data, sort_keys=True)  # as text, so NaN metrics compare equal
+
+
+def assert_same_runs(dir_a: Path, dir_b: Path) -> None:
+    """Both study folders hold the same runs with the same contents, timings aside."""
+    ids = sorted(p.name for p in (dir_a / "runs").iterdir())
+    assert ids == sorted(p.name for p in (dir_b / "runs").iterdir())
+    for run_id in ids:
+        a, b = results.run_dir(dir_a, run_id), results.run_dir(dir_b, run_id)
+        assert (a / "config.json").read_text() == (b / "config.json").read_text()
+        assert _status(a) == _status(b)
+        for name in ("metrics.parquet", "analysis.parquet"):
+            frame_a, frame_b = (
+                pd.read_parquet(p / name).drop(columns="elapsed_s", errors="ignore") for p in (a, b)
+            )
+            pd.testing.assert_frame_equal(frame_a, frame_b)
+        state_a, state_b = (torch.load(p / "checkpoint.pt", weights_only=True) for p in (a, b))
+        assert state_a.keys() == state_b.keys()
+        assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+@pytest.fixture(scope="module")
+def study_script(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("scripts") / "killable.py"
+    path.write_text(STUDY_SCRIPT)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(study_script, tmp_path_factory) -> Path:
+    """The killable study, swept uninterrupted in this process."""
+    out = tmp_path_factory.mktemp("reference")
+    return run_study(load_study_module(study_script), out=out, workers=1, progress=False)
+
+
+# -- run identity ---------------------------------------------------------------------------------
+
+
+def _config(**changes) -> RunConfig:
+    fields = {"task": "adding", "task_params": {"length": 20}, "cell": "lstm", "max_steps": 10, **changes}
+    return RunConfig(TrainConfig(**fields))
+
+
+def test_run_id_is_stable_across_processes():
+    config = _config()
+    code = (
+        "import json, sys; from seqmem.sweep import RunConfig; "
+        "print(RunConfig.from_dict(json.loads(sys.argv[1])).run_id)"
+    )
+    # A different hash seed would change any id built on hash().
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "12345"}
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(config.to_dict())],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == config.run_id
+    assert len(config.run_id) == 12 and int(config.run_id, 16) >= 0
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"seed": 1},
+        {"lr": 2e-3},
+        {"cell": "gru"},
+        {"task_params": {"length": 21}},
+        {"task_params": {"length": 20, "variant": "hochreiter1997"}},
+        {"max_steps": None, "max_sequences": 320},
+    ],
+)
+def test_run_id_changes_with_the_config(changes):
+    assert _config(**changes).run_id != _config().run_id
+
+
+def test_run_id_ignores_spelling():
+    # default task parameters spelled out, other key order, lr as an int: the same run
+    same = _config(task_params={"variant": "arjovsky2016", "length": 20}, lr=0.001)
+    assert same.run_id == _config().run_id
+    assert RunConfig.from_dict(json.loads(same.canonical_json())).run_id == same.run_id
+
+
+# -- the grid -------------------------------------------------------------------------------------
+
+
+def test_grid_is_the_product_of_the_axes_with_presets_and_overrides():
+    study = Study(
+        name="grid",
+        base=TINY,
+        axes={"cell": ["rnn", "lstm", "gru"], "seed": [0, 1]},
+        presets={"quick": {"axes": {"seed": [7]}, "base": {"max_steps": 5}}, "full": {}},
+        overrides={"cell": {"lstm": {"hidden_size": 4}}},
+    )
+    full = study.grid("full")
+    assert [(r.train.cell, r.train.seed) for r in full] == [
+        (c, s) for c in ("rnn", "lstm", "gru") for s in (0, 1)
+    ]
+    assert {r.train.cell: r.train.hidden_size for r in full} == {"rnn": 8, "lstm": 4, "gru": 8}
+    assert all(r.train.max_steps == 30 and r.train.task_params["length"] == 12 for r in full)
+    quick = study.grid("quick")
+    assert [(r.train.cell, r.train.seed, r.train.max_steps) for r in quick] == [
+        ("rnn", 7, 5),
+        ("lstm", 7, 5),
+        ("gru", 7, 5),
+    ]
+    assert len({r.run_id for r in full + quick}) == len(full) + len(quick)
+
+
+@pytest.mark.parametrize(
+    "task_values",
+    [
+        [("adding", {"length": 15}), ("copy", {"delay": 9})],
+        [{"task": "adding", "task_params": {"length": 15}}, {"task": "copy", "task_params": {"delay": 9}}],
+    ],
+)
+def test_task_axis_sets_task_and_its_params(task_values):
+    study = Study(
+        name="tasks",
+        base={**TINY, "task_params.length": 99},
+        axes={"task": task_values, "seed": [0, 1]},
+        overrides={"task": {"copy": {"max_steps": 3}}},
+    )
+    runs = study.grid(None)
+    expected = [
+        TrainConfig(**{**{k: v for k, v in TINY.items() if "." not in k}, "seed": seed, **extra})
+        for extra in (
+            {"task": "adding", "task_params": {"length": 15}},
+            {"task": "copy", "task_params": {"delay": 9}, "max_steps": 3},
+        )
+        for seed in (0, 1)
+    ]
+    assert [r.train for r in runs] == expected
+
+
+@pytest.mark.parametrize(
+    ("study_kwargs", "named"),
+    [
+        ({"axes": {"hiden_size": [8]}}, "hiden_size"),
+        ({"axes": {"hidden_size": [8, -1]}}, "hidden_size"),
+        ({"axes": {"seed": []}}, "seed"),
+        ({"axes": {"task_params.length": [12, 0]}}, "length"),
+        ({"axes": {"task": [("adding", {"delay": 3})]}}, "delay"),
+        ({"axes": {"task": [42]}}, "task"),
+        ({"axes": {"seed": [0, 0]}}, "same config"),
+        ({"base": {"optimiser": "adam"}}, "optimiser"),
+        ({"presets": {"quick": {"axis": {}}}}, "axis"),
+        ({"presets": {"quick": {"base": {"lr": -1.0}}}}, "lr"),
+        ({"axes": {"cell": ["rnn"]}, "overrides": {"cell": {"lstm": {"hidden_size": 4}}}}, "lstm"),
+        (
+            {
+                "axes": {"cell": ["rnn"], "hidden_size": [4]},
+                "overrides": {"cell": {"rnn": {"hidden_size": 4}}},
+            },
+            "hidden_size",
+        ),
+        ({"name": "no/slashes"}, "name"),
+    ],
+)
+def test_bad_study_raises_one_line_value_error(study_kwargs, named):
+    kwargs = {"name": "bad", "base": TINY, **study_kwargs}
+    with pytest.raises(ValueError, match=named) as error:
+        Study(**kwargs)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"preset": "fulll"}, "preset"),
+        ({"executor": "slurm"}, "executor"),
+        ({"workers": 0}, "workers"),
+        ({"scheduler": "tcp://x:8786"}, "scheduler"),
+    ],
+)
+def test_bad_run_arguments_fail_before_any_run(tmp_path, kwargs, named):
+    study = Study(name="args", base=TINY, presets={"quick": {}})
+    with pytest.raises(ValueError, match=named):
+        run_study(study, out=tmp_path / "out", progress=False, **kwargs)
+    assert not (tmp_path / "out").exists()
+
+
+# -- isolation, resume ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_failing_and_diverging_runs_do_not_stop_the_sweep(tmp_path, workers, capsys):
+    # relu RNN + SGD at lr 1e4 without clipping blows up within a few steps
+    study = Study(
+        name="isolation",
+        base={**TINY, "cell": "relu_rnn", "optimizer": "sgd", "grad_clip": None},
+        axes={"lr": [1e-3, 1e4], "seed": [0, 1, 2]},
+    )
+    study_dir = run_study(study, preset=None, out=tmp_path, workers=workers, progress=False, run_fn=flaky_run)
+    runs = results.load_study(study_dir).runs.set_index("run_id")
+    for run in study.grid(None):
+        row = runs.loc[run.run_id]
+        if run.train.seed == 1:
+            assert row.status == "failed"
+            assert "Traceback" in row.error and "RuntimeError: boom from seed 1" in row.error
+        else:
+            assert row.status == train(run.train, progress=False).status
+    assert set(runs.status) == {"failed", "diverged", "budget_exhausted"}
+    table = [line.split() for line in capsys.readouterr().out.splitlines()]
+    header = next(line for line in table if line[:1] == ["status"])
+    counts = dict(zip(header[1:], map(int, table[-1][1:]), strict=True))
+    assert table[-1][0] == "total"
+    assert counts == {
+        "runs": 6,
+        "ran": 6,
+        "already_done": 0,
+        "solved": 0,
+        "failed": 2,
+        "budget_exhausted": (runs.status == "budget_exhausted").sum(),
+        "diverged": (runs.status == "diverged").sum(),
+    }
+
+
+def _stamps(study_dir: Path) -> dict[str, tuple[int, int]]:
+    """run id -> identity of its status.json file: changes iff the run was (re)written."""
+    files = study_dir.glob("runs/*/status.json")
+    return {p.parent.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in files}
+
+
+def test_rerun_redoes_only_incomplete_runs(tmp_path):
+    study = Study(name="resume", base=TINY, axes={"seed": [0, 1, 2]})
+    study_dir = run_study(study, preset=None, out=tmp_path, workers=1, progress=False)
+    first = _stamps(study_dir)
+    victim = results.run_dir(study_dir, study.grid(None)[1].run_id)
+    metrics = pd.read_parquet(victim / "metrics.parquet")
+    # what a kill between two file writes leaves behind: no status.json, a torn parquet file
+    (victim / "status.json").unlink()
+    (victim / "metrics.parquet").write_bytes(b"PAR1 torn")
+    run_study(study, preset=None, out=tmp_path, workers=1, progress=False)
+    second = _stamps(study_dir)
+    assert {k: v for k, v in second.items() if k != victim.name} == {
+        k: v for k, v in first.items() if k != victim.name
+    }
+    assert second[victim.name] != first[victim.name]
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(victim / "metrics.parquet").drop(columns="elapsed_s"),
+        metrics.drop(columns="elapsed_s"),
+    )
+    run_study(study, preset=None, out=tmp_path, workers=1, progress=False)
+    assert _stamps(study_dir) == second
+
+
+def test_retry_failed_redoes_failed_runs_only(tmp_path):
+    study = Study(name="retry", base=TINY, axes={"seed": [0, 1]})
+    study_dir = run_study(study, preset=None, out=tmp_path, workers=1, progress=False, run_fn=flaky_run)
+    ok_id, failed_id = (run.run_id for run in study.grid(None))
+    before = _stamps(study_dir)
+    run_study(study, preset=None, out=tmp_path, workers=1, progress=False)
+    assert _stamps(study_dir) == before  # failed is a finished result unless asked
+    run_study(study, preset=None, out=tmp_path, workers=1, progress=False, retry_failed=True)
+    after = _stamps(study_dir)
+    assert after[ok_id] == before[ok_id] and after[failed_id] != before[failed_id]
+    assert results.read_status(results.run_dir(study_dir, failed_id))["status"] == "budget_exhausted"
+
+
+def test_sigkill_part_way_then_rerun_completes_each_run_once(study_script, reference, tmp_path):
+    study = load_study_module(study_script)
+    run_ids = sorted(run.run_id for run in study.grid("quick"))
+    study_dir = tmp_path / study.name
+    log = tmp_path / "sweep.log"
+    with open(log, "w") as stderr:
+        sweep = subprocess.Popen(
+            [sys.executable, str(study_script), "--out", str(tmp_path), "--workers", "2", "--no-report"],
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=stderr,
+            stderr=stderr,
+        )
+    deadline = time.monotonic() + 120
+    while not list(study_dir.glob("runs/*/status.json")):
+        assert sweep.poll() is None, f"sweep ended before the kill:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"no run finished in time:\n{log.read_text()}"
+        time.sleep(0.01)
+    workers = psutil.Process(sweep.pid).children(recursive=True)
+    os.kill(sweep.pid, signal.SIGKILL)
+    sweep.wait()
+    _, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, f"processes outlived the killed sweep: {alive}"
+
+    done = _stamps(study_dir)
+    assert 0 < len(done) < len(run_ids), "the kill did not land part-way"
+    torn = results.run_dir(study_dir, next(i for i in run_ids if i not in done))
+    torn.mkdir(parents=True, exist_ok=True)
+    for name in ("metrics.parquet", "checkpoint.pt"):
+        (torn / name).write_bytes(b"half written")
+
+    run_study(study, out=tmp_path, workers=1, progress=False)
+    assert {k: v for k, v in _stamps(study_dir).items() if k in done} == done  # not redone
+    assert sorted(results.load_study(study_dir).runs.run_id) == run_ids
+    assert_same_runs(study_dir, reference)
+    assert not list(study_dir.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_matches_local_executor(study_script, reference, tmp_path):
+    study = load_study_module(study_script)
+    study_dir = run_study(study, out=tmp_path, executor="dask", workers=2, progress=False)
+    assert_same_runs(study_dir, reference)
+
+
+# -- study scripts --------------------------------------------------------------------------------
+
+
+def test_load_study_module_rejects_scripts_without_study(tmp_path):
+    script = tmp_path / "nostudy.py"
+    script.write_text("STUDY = 3\n")
+    with pytest.raises(ValueError, match="STUDY"):
+        load_study_module(script)
+    with pytest.raises(ValueError, match="path"):
+        load_study_module(tmp_path / "missing.py")
+
+
+def test_main_for_study_runs_then_renders_the_report(tmp_path, monkeypatch, capsys):
+    calls = []
+    report = types.ModuleType("seqmem.report")
+    report.render_report = lambda study_dir: calls.append(study_dir) or study_dir / "report" / "index.html"
+    monkeypatch.setitem(sys.modules, "seqmem.report", report)
+    study = Study(name="cli", base=TINY, axes={"seed": [0]}, presets={"quick": {}, "full": {}})
+    assert main_for_study(study, ["--out", str(tmp_path), "--workers", "1"]) == 0
+    assert calls == [tmp_path.resolve() / "cli"]
+    assert f"report: {tmp_path.resolve() / 'cli' / 'report' / 'index.html'}" in capsys.readouterr().out
+    assert json.loads((tmp_path / "cli" / "study.json").read_text())["preset"] == "quick"
+    with pytest.raises(SystemExit):
+        main_for_study(study, ["--out", str(tmp_path), "--workers", "0"])
