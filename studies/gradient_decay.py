@@ -17,11 +17,11 @@ STUDY = Study(
     name="gradient_decay",
     base={
         "optimizer": "adam",
-        "lr": 1e-3,
+        "lr": 3e-3,
         "batch_size": 32,
         "grad_clip": 1.0,
         "hidden_size": 128,
-        "max_steps": 4000,
+        "max_steps": 6000,
         "eval_every": 200,
         "eval_batch_size": 256,
     },
@@ -32,12 +32,15 @@ STUDY = Study(
     },
     presets={
         "quick": {
-            "base": {"hidden_size": 64, "lr": 3e-3, "max_steps": 1000, "eval_every": 100},
+            "base": {"hidden_size": 64, "lr": 1e-2, "max_steps": 1500, "eval_every": 100},
             "axes": {
                 "cell": ["rnn", "lstm", "gru"],
                 "task": [("adding", {"length": 100}), ("copy", {"delay": 50})],
                 "seed": [0, 1],
             },
+            # nothing solves the copy task in minutes; 1000 steps show which cells start to learn it
+            "overrides": {"task": {"copy": {"max_steps": 1000}}},
+            "probe": ProbeConfig(every_n_evals=3, batch_size=64, jacobian_batch_size=8, lyapunov_k=16),
         },
         "full": {},
     },

@@ -1,0 +1,119 @@
+"""The one figure style of seqmem: a fixed colour per cell preset and a seaborn theme.
+
+Colours come from the Okabe & Ito (2008) and Paul Tol palettes, chosen so that the
+eight presets stay apart under simulated protan-, deutan- and tritanopia (smallest
+pairwise CIELAB distance about 16 on a white background).  The tanh/ReLU RNN family is
+warm (reds, orange, pink), the gated cells are cool (blues, green), so a reader sees
+"forgets" vs "remembers" before reading the legend.
+
+Figures are built on ``matplotlib.figure.Figure`` (not pyplot): no global figure
+registry, no GUI backend needed, nothing to close, and the theme is applied through
+``styled`` so importing seqmem never changes the caller's rcParams.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import ParamSpec, TypeVar
+
+import matplotlib as mpl
+import numpy as np
+import seaborn as sns
+from matplotlib.figure import Figure
+
+__all__ = [
+    "CELL_ORDER",
+    "PALETTE",
+    "PHASE_LABELS",
+    "cell_color",
+    "cell_order",
+    "new_figure",
+    "palette",
+    "styled",
+]
+
+CELL_ORDER: tuple[str, ...] = (
+    "rnn",
+    "relu_rnn",
+    "irnn",
+    "orthogonal_rnn",
+    "lstm",
+    "lstm_chrono",
+    "lstm_no_forget",
+    "gru",
+)
+PALETTE: dict[str, str] = {
+    "rnn": "#D55E00",  # vermillion: the classic tanh RNN, the one that forgets
+    "relu_rnn": "#E69F00",  # orange
+    "irnn": "#CC79A7",  # reddish purple
+    "orthogonal_rnn": "#882255",  # wine
+    "lstm": "#0072B2",  # blue
+    "lstm_chrono": "#56B4E9",  # sky blue
+    "lstm_no_forget": "#332288",  # indigo: the 1997 LSTM
+    "gru": "#009E73",  # bluish green
+}
+# Presets invented after this file: neutral greys, still distinct from each other.
+_EXTRA_COLORS = ("#555555", "#999999", "#222222", "#BBBBBB")
+PHASE_LABELS: dict[str, str] = {
+    "init": "at initialisation",
+    "train": "during training",
+    "final": "after training",
+}
+
+_RC = {
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 9,
+    "legend.title_fontsize": 9,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "lines.linewidth": 1.8,
+    "svg.fonttype": "none",  # keep SVG text as text (searchable, small)
+}
+
+
+def cell_order(cells: Iterable[str]) -> list[str]:
+    """The presets present in ``cells``, in the canonical order (unknown ones last, sorted)."""
+    present = set(cells)
+    return [c for c in CELL_ORDER if c in present] + sorted(present - set(CELL_ORDER))
+
+
+def cell_color(cell: str) -> str:
+    """The fixed colour of a cell preset (hex)."""
+    if cell in PALETTE:
+        return PALETTE[cell]
+    # Stable across runs (not hash(), which is salted per process).
+    return _EXTRA_COLORS[sum(map(ord, cell)) % len(_EXTRA_COLORS)]
+
+
+def palette(cells: Iterable[str]) -> dict[str, str]:
+    """``{cell: colour}`` for seaborn's ``palette=`` argument, so every figure maps a preset to
+    the same colour whichever presets it shows."""
+    return {c: cell_color(c) for c in cells}
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def styled(func: Callable[P, R]) -> Callable[P, R]:
+    """Build the figure inside the seqmem theme, leaving the global rcParams untouched."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with sns.axes_style("whitegrid"), sns.plotting_context("paper"), mpl.rc_context(_RC):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+def new_figure(
+    nrows: int, ncols: int, *, panel: tuple[float, float] = (4.0, 3.0), **kwargs: object
+) -> tuple[Figure, np.ndarray]:
+    """A ``Figure`` with an ``nrows x ncols`` grid of axes (always a 2-D array), sized per panel."""
+    fig = Figure(figsize=(panel[0] * ncols, panel[1] * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kwargs)
+    return fig, axes

@@ -1,0 +1,810 @@
+"""Tests for seqmem.report: palette, figures and the HTML report, on synthetic tidy frames.
+
+The synthetic study follows the load_study contract (CONTRACTS.md) with known truths: every
+probe profile is g0 * f**lag with a per-seed factor 10**offset, offsets (-0.3, 0.1, 0.2): their
+mean is 0 (so the geometric mean over seeds is exactly f**lag) but their median is not (so a
+median or an arithmetic mean would be caught); solve counts and decay factors are set per cell.
+"""
+
+import colorsys
+import json
+import re
+import sys
+import types
+from pathlib import Path
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import PathCollection, PolyCollection, QuadMesh
+from matplotlib.colors import to_hex, to_rgb
+from matplotlib.figure import Figure
+from scipy import stats
+
+from seqmem.report import figures, html
+from seqmem.report.style import CELL_ORDER, PALETTE, cell_color
+
+CELLS = ("rnn", "lstm", "gru")
+LENGTHS = (30, 120)  # 120 sorts before 30 as text: conditions must be ordered numerically
+SEEDS = (0, 1, 2)
+DECAY = {
+    ("rnn", "init"): 0.80,
+    ("rnn", "train"): 0.82,
+    ("rnn", "final"): 0.85,
+    ("lstm", "init"): 0.97,
+    ("lstm", "train"): 0.98,
+    ("lstm", "final"): 0.99,
+    ("gru", "init"): 0.95,
+    ("gru", "train"): 0.96,
+    ("gru", "final"): 0.98,
+}
+BOUND = {"init": 1.05, "final": 1.2}  # Pascanu factor b of the rnn runs
+PHASE_STEPS = (("init", 0), ("train", 50), ("final", 100))
+SOLVED_SEEDS = {"rnn": (1, 0), "lstm": (3, 3), "gru": (2, 1)}  # the first n seeds solve, per length
+FINAL_RATIO = {"rnn": 1.0, "lstm": 0.01, "gru": 0.1}
+GATE_F = {"median": 0.9, "mean": 0.88, "q10": 0.7, "q90": 0.98, "saturated": 0.1}
+
+
+SEED_LOG_OFFSET = (-0.3, 0.1, 0.2)
+
+
+def seed_factor(seed: int) -> float:
+    return 10 ** SEED_LOG_OFFSET[seed]
+
+
+def run_id(cell: str, length: int, seed: int) -> str:
+    return f"{cell}-L{length}-s{seed}"
+
+
+def config(cell: str, length: int, seed: int) -> dict:
+    return {
+        "task": "adding",
+        "variant": "arjovsky2016",
+        "length": length,
+        "cell": cell,
+        "hidden_size": 16,
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "batch_size": 32,
+        "max_steps": 100,
+        "seed": seed,
+        "device": "cpu",
+    }
+
+
+def probe_rows(cell: str, length: int, seed: int) -> list[dict]:
+    rows = []
+    lags = np.arange(length)
+    for phase, step in PHASE_STEPS:
+        base = dict(step=step, sequences_seen=32 * step, phase=phase)
+        for lag in lags:
+            t = int(length - 1 - lag)
+            value = seed_factor(seed) * DECAY[cell, phase] ** lag
+            rows.append(
+                {**base, "quantity": "grad_norm", "t": t, "lag": int(lag), "stat": "mean", "value": value}
+            )
+            # a decoy: figures must read the 'mean' statistic of grad_norm, not this one
+            rows.append(
+                {
+                    **base,
+                    "quantity": "grad_norm",
+                    "t": t,
+                    "lag": int(lag),
+                    "stat": "median",
+                    "value": 5 * value,
+                }
+            )
+            if cell == "lstm":
+                rows.append(
+                    {
+                        **base,
+                        "quantity": "cell_jacobian_spectral",
+                        "t": t,
+                        "lag": int(lag),
+                        "stat": "mean",
+                        "value": seed_factor(seed) * 0.995**lag,
+                    }
+                )
+                rows.append(
+                    {
+                        **base,
+                        "quantity": "jacobian_spectral",
+                        "t": t,
+                        "lag": int(lag),
+                        "stat": "mean",
+                        "value": seed_factor(seed) * 0.9**lag,
+                    }
+                )
+                rows += [
+                    {**base, "quantity": "gate_f", "t": t, "lag": int(lag), "stat": stat, "value": v}
+                    for stat, v in GATE_F.items()
+                ]
+        if cell == "rnn" and phase in BOUND:
+            rows.append(
+                {
+                    **base,
+                    "quantity": "gradient_bound",
+                    "t": -1,
+                    "lag": -1,
+                    "stat": "mean",
+                    "value": BOUND[phase],
+                }
+            )
+    return rows
+
+
+def make_frames(cells=CELLS, lengths=LENGTHS):
+    runs, metrics, analysis = [], [], []
+    for cell in cells:
+        for position, length in enumerate(lengths):
+            for seed in SEEDS:
+                rid, cfg = run_id(cell, length, seed), config(cell, length, seed)
+                diverged = (cell, position, seed) == ("rnn", 1, 2)
+                solved = seed < SOLVED_SEEDS[cell][position]
+                status = "diverged" if diverged else "solved" if solved else "budget_exhausted"
+                runs.append(
+                    {
+                        "run_id": rid,
+                        "status": status,
+                        "steps": 100,
+                        "sequences_seen": 3200,
+                        "diverged_step": 60 if diverged else None,
+                        "elapsed_s": 1.0,
+                        "final_loss": 0.1,
+                        "final_loss_ratio": FINAL_RATIO[cell] * seed_factor(seed),
+                        "solved": solved,
+                        "error": None,
+                        **cfg,
+                    }
+                )
+                steps = np.arange(0, 101, 25)
+                target = FINAL_RATIO[cell] * seed_factor(seed)
+                metrics.append(
+                    pd.DataFrame(
+                        {
+                            "run_id": rid,
+                            "step": steps,
+                            "sequences_seen": 32 * steps,
+                            "loss": 0.5,
+                            "loss_ratio": target ** (steps / 100),
+                            "accuracy": 0.5,
+                            "train_loss": 0.5,
+                            "grad_norm": 1.0,
+                            "grad_norm_max": 2.0,
+                            "elapsed_s": steps / 100,
+                            "solved": False,
+                            **cfg,
+                        }
+                    )
+                )
+                analysis.append(pd.DataFrame(probe_rows(cell, length, seed)).assign(run_id=rid, **cfg))
+    if "gru" in cells:  # a run that raised: in runs only, counted as failed, never as unsolved
+        runs.append(
+            {
+                "run_id": "gru-failed",
+                "status": "failed",
+                "steps": None,
+                "sequences_seen": None,
+                "diverged_step": None,
+                "elapsed_s": 0.1,
+                "solved": False,
+                "error": "Traceback ...\nBoom",
+                **config("gru", 120, 3),
+            }
+        )
+    return types.SimpleNamespace(
+        runs=pd.DataFrame(runs),
+        metrics=pd.concat(metrics, ignore_index=True),
+        analysis=pd.concat(analysis, ignore_index=True),
+    )
+
+
+def with_conditions(frames):
+    return types.SimpleNamespace(
+        runs=figures.add_conditions(frames.runs, frames.runs),
+        metrics=figures.add_conditions(frames.metrics, frames.runs),
+        analysis=figures.add_conditions(frames.analysis, frames.runs),
+    )
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return with_conditions(make_frames())
+
+
+@pytest.fixture(scope="module")
+def fits(frames):
+    """What decay_fits returns: one row per run and phase, here with the exact decay factors."""
+    runs = frames.runs[frames.runs["status"] != "failed"]
+    rows = [
+        {
+            "run_id": r.run_id,
+            "cell": r.cell,
+            "condition": r.condition,
+            "phase": phase,
+            "decay_factor": DECAY[r.cell, phase] * (0.99, 1.0, 1 / 0.99)[r.seed],
+            "memory_horizon": np.inf if r.cell == "lstm" and phase == "final" else 50.0 * (r.seed + 1),
+            "gradient_bound": BOUND[phase] if r.cell == "rnn" else np.nan,
+        }
+        for r in runs.itertuples()
+        for phase in ("init", "final")
+    ]
+    return pd.DataFrame(rows)
+
+
+def fake_fit_decay(frame: pd.DataFrame, value: str = "grad_norm") -> pd.DataFrame:
+    """An independent reference fit (least squares on log values) with fit_decay's output columns."""
+    slope = np.polyfit(frame["lag"], np.log(frame[value]), 1)[0]
+    factor = float(np.exp(slope))
+    return pd.DataFrame(
+        {
+            "decay_factor": [factor],
+            "half_life": [np.log(2) / -slope],
+            "memory_horizon": [np.log(1e-6) / slope],
+        }
+    )
+
+
+@pytest.fixture
+def fake_analysis(monkeypatch):
+    monkeypatch.setitem(sys.modules, "seqmem.analysis", types.SimpleNamespace(fit_decay=fake_fit_decay))
+
+
+def solid_lines(ax):
+    return [line for line in ax.get_lines() if line.get_linestyle() == "-" and len(line.get_xdata()) > 1]
+
+
+def line_of(ax, cell, linestyle="-"):
+    matches = [
+        line
+        for line in ax.get_lines()
+        if to_hex(line.get_color()) == PALETTE[cell].lower() and line.get_linestyle() == linestyle
+    ]
+    assert len(matches) == 1, f"expected one {linestyle!r} line for {cell}, found {len(matches)}"
+    return matches[0]
+
+
+def markers_of(ax, cell, marker="o", fillstyle="full"):
+    """(x, y) of the markers of ``cell``'s one marker line (pointplot puts NaN at other cells' x)."""
+    matches = [
+        line
+        for line in ax.get_lines()
+        if to_hex(line.get_color()) == PALETTE[cell].lower()
+        and line.get_marker() == marker
+        and line.get_fillstyle() == fillstyle
+    ]
+    assert len(matches) == 1, f"expected one {marker!r} marker line for {cell}, found {len(matches)}"
+    x, y = (np.asarray(a, dtype=float) for a in matches[0].get_data())
+    return x[np.isfinite(y)], y[np.isfinite(y)]
+
+
+def band_of(ax, cell):
+    """(x, low, high) of the one filled band in ``cell``'s colour."""
+    bands = [
+        c
+        for c in ax.collections
+        if isinstance(c, PolyCollection)
+        and to_hex(c.get_facecolor()[0], keep_alpha=False) == PALETTE[cell].lower()
+    ]
+    assert len(bands) == 1, f"expected one band for {cell}, found {len(bands)}"
+    vertices = pd.DataFrame(bands[0].get_paths()[0].vertices, columns=["x", "y"])
+    edges = vertices.groupby("x")["y"].agg(["min", "max"])
+    return edges.index.to_numpy(), edges["min"].to_numpy(), edges["max"].to_numpy()
+
+
+def data_axes(fig: Figure):
+    return [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+
+
+def label_value(text: str) -> float:
+    """The number a tick label shows: '0.5', '2000', '$10^{-3}$' or '$2\\times10^{-3}$'."""
+    power = re.fullmatch(r"\$(?:([\d.]+)\\times)?10\^\{(-?\d+)\}\$", text)
+    if power:
+        return float(power.group(1) or 1.0) * 10.0 ** int(power.group(2))
+    return float(text)
+
+
+def assert_log10_axis(axis, min_ticks=2):
+    """The axis holds log10 values and every tick label reads as 10**(its position)."""
+    low, high = sorted(axis.get_view_interval())
+    locs = np.array([k for k in axis.get_majorticklocs() if low - 1e-9 <= k <= high + 1e-9])
+    assert len(locs) >= min_ticks
+    labels = axis.get_major_formatter().format_ticks(locs)
+    np.testing.assert_allclose([label_value(t) for t in labels], 10.0**locs, rtol=0.01)
+    return labels
+
+
+def log10_seed_stats(rows: pd.DataFrame, x: str = "lag", value: str = "value") -> pd.DataFrame:
+    """Independent reference: per x, mean and standard error over rows (seeds) of log10 values."""
+    logs = pd.DataFrame({x: rows[x].to_numpy(), "log": np.log10(rows[value].to_numpy(dtype=float))})
+    return logs.groupby(x)["log"].agg(mean="mean", sem=lambda v: stats.sem(v))
+
+
+NEUTRAL = {to_hex("0.2"), to_hex("0.3")}  # baselines and reference lines, not cells
+
+
+def data_colours(fig: Figure) -> set[str]:
+    """Colours of every line, band and point drawn on the figure's data axes (greys excluded)."""
+    colours = set()
+    for ax in data_axes(fig):
+        colours |= {to_hex(line.get_color()) for line in ax.get_lines()}
+        for collection in ax.collections:
+            colours |= {to_hex(c, keep_alpha=False) for c in collection.get_facecolor()}
+            if np.any(collection.get_linewidth() > 0):  # an edge of width 0 is not drawn
+                colours |= {to_hex(c, keep_alpha=False) for c in collection.get_edgecolor()}
+    return colours - NEUTRAL
+
+
+# --------------------------------------------------------------------------- style
+
+
+def test_palette_covers_every_preset_with_distinct_colours():
+    assert set(PALETTE) == set(CELL_ORDER)
+    assert len(set(PALETTE.values())) == len(PALETTE)
+
+
+@pytest.mark.parametrize("cell", CELL_ORDER)
+def test_rnn_family_is_warm_and_gated_cells_are_cool(cell):
+    hue = colorsys.rgb_to_hsv(*to_rgb(PALETTE[cell]))[0]
+    warm = hue <= 0.17 or hue >= 0.8
+    assert warm == cell.endswith("rnn")
+
+
+def test_unknown_preset_gets_a_stable_colour_outside_the_palette():
+    assert cell_color("my_cell") == cell_color("my_cell")
+    assert cell_color("my_cell") not in PALETTE.values()
+
+
+def test_figures_leave_global_rcparams_untouched(frames):
+    before = dict(mpl.rcParams)
+    figures.gradient_decay(frames.analysis)
+    assert dict(mpl.rcParams) == before
+
+
+# --------------------------------------------------------------------------- conditions
+
+
+def test_condition_labels_name_varying_settings_in_numeric_order(frames):
+    labels = figures.condition_labels(frames.runs)
+    assert list(labels.cat.categories) == ["adding, length=30", "adding, length=120"]
+    assert labels[run_id("lstm", 120, 1)] == "adding, length=120"
+
+
+def test_condition_labels_are_per_task_in_mixed_studies():
+    adding = make_frames(cells=("lstm",)).runs
+    copy = adding.drop(columns="length").assign(
+        task="copy", delay=adding["length"] * 2, run_id="copy-" + adding["run_id"]
+    )
+    labels = figures.condition_labels(pd.concat([adding, copy], ignore_index=True))
+    assert list(labels.cat.categories) == [
+        "adding, length=30",
+        "adding, length=120",
+        "copy, delay=60",
+        "copy, delay=240",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("varying", "expected"), [("length", "length"), ("delay", "delay"), ("hidden_size", None)]
+)
+def test_difficulty_column_is_the_varying_task_parameter(varying, expected):
+    runs = pd.DataFrame(
+        {
+            "run_id": list("abcd"),
+            "cell": "lstm",
+            "task": "copy",
+            "seed": [0, 1, 0, 1],
+            "length": 10,
+            "delay": 100,
+            "hidden_size": 64,
+            "solved": True,
+        }
+    )
+    runs[varying] = [1, 1, 2, 2]
+    assert figures.difficulty_column(runs) == expected
+
+
+# --------------------------------------------------------------------------- figures
+
+
+@pytest.fixture(scope="module")
+def decay_fig(frames):
+    return figures.gradient_decay(frames.analysis)
+
+
+@pytest.fixture(scope="module")
+def heatmap_fig(frames):
+    return figures.gradient_heatmap(frames.analysis)
+
+
+@pytest.fixture(scope="module")
+def curves_fig(frames):
+    return figures.learning_curves(frames.metrics)
+
+
+@pytest.fixture(scope="module")
+def success_fig(frames):
+    return figures.success_vs_difficulty(frames.runs)
+
+
+@pytest.fixture(scope="module")
+def horizon_fig(fits):
+    return figures.memory_horizon(fits)
+
+
+@pytest.fixture(scope="module")
+def lstm_fig(frames):
+    return figures.lstm_internals(frames.analysis)
+
+
+@pytest.mark.parametrize(
+    ("figure", "cells"),
+    [
+        ("decay_fig", CELLS),
+        ("curves_fig", CELLS),
+        ("success_fig", CELLS),
+        ("horizon_fig", CELLS),
+        ("lstm_fig", ("lstm",)),
+    ],
+)
+def test_every_line_band_and_point_has_its_cells_palette_colour(request, figure, cells):
+    fig = request.getfixturevalue(figure)
+    assert data_colours(fig) == {PALETTE[c].lower() for c in cells}
+
+
+def test_gradient_heatmap_titles_carry_the_palette_colours(heatmap_fig):
+    titled = {ax.get_title().split(" — ")[0]: to_hex(ax.title.get_color()) for ax in data_axes(heatmap_fig)}
+    assert titled == {c: PALETTE[c].lower() for c in CELLS}
+
+
+def test_figures_leave_no_pyplot_figures_open(
+    decay_fig, heatmap_fig, curves_fig, success_fig, horizon_fig, lstm_fig
+):
+    import matplotlib.pyplot as plt
+
+    assert plt.get_fignums() == []
+
+
+def test_gradient_decay_facets_lines_colours_and_log_scale(decay_fig):
+    axes = data_axes(decay_fig)
+    assert len(axes) == len(LENGTHS) * 2  # conditions x (init, final)
+    for ax in axes:
+        labels = assert_log10_axis(ax.yaxis, min_ticks=3)
+        assert all(label.startswith("$10^{") for label in labels)  # norms over decades: powers of ten
+        assert sorted(to_hex(line.get_color()) for line in solid_lines(ax)) == sorted(
+            PALETTE[c].lower() for c in CELLS
+        )
+        assert to_hex(line_of(ax, "rnn", "--").get_color()) == PALETTE["rnn"].lower()  # bound: rnn only
+        assert len([line for line in ax.get_lines() if line.get_linestyle() == "--"]) == 1
+        assert "log scale" in axes[0].get_ylabel()
+    assert [ax.get_title() for ax in axes[:2]] == [
+        "adding, length=30 — at initialisation",
+        "adding, length=30 — after training",
+    ]
+
+
+@pytest.mark.parametrize(("panel", "phase"), [(0, "init"), (1, "final")])
+def test_gradient_decay_lines_are_the_geometric_mean_over_seeds(decay_fig, panel, phase):
+    ax = data_axes(decay_fig)[panel]
+    for cell in CELLS:
+        line = line_of(ax, cell)
+        np.testing.assert_allclose(
+            line.get_ydata(), line.get_xdata() * np.log10(DECAY[cell, phase]), atol=1e-9
+        )
+    bound = line_of(ax, "rnn", "--")
+    np.testing.assert_allclose(bound.get_ydata(), bound.get_xdata() * np.log10(BOUND[phase]), atol=1e-9)
+
+
+@pytest.mark.parametrize(("panel", "phase", "length"), [(0, "init", 30), (3, "final", 120)])
+def test_gradient_decay_averages_log10_over_seeds_with_a_standard_error_band(
+    frames, decay_fig, panel, phase, length
+):
+    ax = data_axes(decay_fig)[panel]
+    rows = frames.analysis[
+        (frames.analysis["quantity"] == "grad_norm")
+        & (frames.analysis["stat"] == "mean")
+        & (frames.analysis["phase"] == phase)
+        & (frames.analysis["length"] == length)
+    ]
+    for cell in CELLS:
+        expected = log10_seed_stats(rows[rows["cell"] == cell])
+        line = line_of(ax, cell)
+        np.testing.assert_array_equal(line.get_xdata(), expected.index)
+        np.testing.assert_allclose(line.get_ydata(), expected["mean"], atol=1e-9)
+        x, low, high = band_of(ax, cell)
+        np.testing.assert_array_equal(x, expected.index)
+        np.testing.assert_allclose(low, expected["mean"] - expected["sem"], atol=1e-9)
+        np.testing.assert_allclose(high, expected["mean"] + expected["sem"], atol=1e-9)
+
+
+def test_gradient_heatmap_has_one_panel_per_cell_and_a_shared_scale(heatmap_fig):
+    meshes = [ax.collections[0] for ax in data_axes(heatmap_fig) if ax.collections]
+    assert len(meshes) == len(LENGTHS) * len(CELLS)
+    assert len({(m.norm.vmin, m.norm.vmax) for m in meshes}) == 1
+    rnn_short = next(ax for ax in data_axes(heatmap_fig) if ax.get_title() == "rnn — adding, length=30")
+    grid = np.asarray(rnn_short.collections[0].get_array()).reshape(len(PHASE_STEPS), LENGTHS[0])
+    expected = np.array(
+        [[np.log10(DECAY["rnn", phase]) * lag for lag in range(LENGTHS[0])] for phase, _ in PHASE_STEPS]
+    )  # rows: steps 0, 50, 100
+    np.testing.assert_allclose(grid, expected, atol=1e-12)
+    assert isinstance(rnn_short.collections[0], QuadMesh)
+
+
+def test_gradient_heatmap_labels_are_thinned_and_the_colorbar_reads_as_powers(heatmap_fig):
+    rnn_long = next(ax for ax in data_axes(heatmap_fig) if ax.get_title() == "rnn — adding, length=120")
+    shown = [t.get_text() for t in rnn_long.get_xticklabels() if t.get_text()]
+    assert 2 <= len(shown) <= 6 and shown[0] == "0"
+    assert [t.get_text() for t in rnn_long.get_yticklabels()] == ["0", "50", "100"]  # training steps
+    (colorbar,) = [ax for ax in heatmap_fig.axes if ax.get_label() == "<colorbar>"]
+    assert_log10_axis(colorbar.yaxis)
+    assert "log scale" in colorbar.get_ylabel()
+
+
+def test_learning_curves_have_baseline_log_scale_and_palette(curves_fig):
+    axes = [ax for ax in curves_fig.axes if ax.get_visible() and ax.axison]
+    assert len(axes) == len(LENGTHS)
+    for ax in axes:
+        assert_log10_axis(ax.yaxis)
+        assert any(line.get_linestyle() == ":" and set(line.get_ydata()) == {0.0} for line in ax.get_lines())
+        lstm = line_of(ax, "lstm")
+        steps = lstm.get_xdata() / 32
+        np.testing.assert_allclose(lstm.get_ydata(), np.log10(FINAL_RATIO["lstm"]) * steps / 100, atol=1e-9)
+
+
+def test_success_vs_difficulty_solve_rates_exclude_failed_runs(success_fig):
+    top, bottom = success_fig.axes[0], success_fig.axes[1]
+    assert [t.get_text() for t in bottom.get_xticklabels()] == ["30", "120"]
+    assert_log10_axis(bottom.yaxis)
+    for cell in CELLS:
+        expected = [n / len(SEEDS) for n in SOLVED_SEEDS[cell]]
+        np.testing.assert_allclose(line_of(top, cell).get_ydata(), expected)
+        median = FINAL_RATIO[cell] * seed_factor(1)  # seed 1 has the median offset
+        np.testing.assert_allclose(line_of(bottom, cell).get_ydata(), [np.log10(median)] * 2, atol=1e-9)
+    # dodged: cells at one difficulty never share an x, so lines at 0 or 1 stay visible
+    assert len({tuple(line_of(top, cell).get_xdata()) for cell in CELLS}) == len(CELLS)
+
+
+def test_success_vs_difficulty_needs_a_varying_parameter(frames):
+    assert figures.success_vs_difficulty(frames.runs[frames.runs["length"] == 30]) is None
+
+
+def test_memory_horizon_marks_means_per_cell_and_phase(fits, horizon_fig):
+    axes = data_axes(horizon_fig)
+    assert len(axes) == 2 * len(LENGTHS)  # (decay factor, horizon) x conditions
+    decay_ax, horizon_ax = axes[0], axes[len(LENGTHS)]
+    assert_log10_axis(horizon_ax.yaxis)
+    for position, cell in enumerate(CELLS):
+        for phase, fill in (("init", "none"), ("final", "full")):
+            x, mean = markers_of(decay_ax, cell, fillstyle=fill)
+            # per-seed factors are DECAY * (0.99, 1, 1/0.99): their geometric mean is DECAY
+            assert mean == pytest.approx([DECAY[cell, phase]])
+            assert x == pytest.approx([position + (-0.15 if phase == "init" else 0.15)])
+    infinite = [line for line in horizon_ax.get_lines() if line.get_marker() == "^"]
+    assert [to_hex(line.get_color()) for line in infinite] == [PALETTE["lstm"].lower()]
+    x, bound = markers_of(decay_ax, "rnn", marker="x")
+    assert x == pytest.approx([-0.15, 0.15]) and bound == pytest.approx([BOUND["init"], BOUND["final"]])
+    # every finite run is one point in its cell's colour, at its value (log10 for the horizon)
+    runs = fits[fits["condition"] == "adding, length=30"]
+    for ax, column in ((decay_ax, "decay_factor"), (horizon_ax, "memory_horizon")):
+        points = [c for c in ax.collections if isinstance(c, PathCollection)]
+        shown = sorted(
+            (to_hex(c.get_facecolor()[0], keep_alpha=False), y) for c in points for _x, y in c.get_offsets()
+        )
+        finite = runs[np.isfinite(runs[column])]
+        values = finite[column] if column == "decay_factor" else np.log10(finite[column])
+        expected = sorted(zip(finite["cell"].map(lambda c: PALETTE[c].lower()), values, strict=True))
+        assert [colour for colour, _y in shown] == [colour for colour, _y in expected]
+        np.testing.assert_allclose([y for _c, y in shown], [y for _c, y in expected], atol=1e-12)
+
+
+def test_memory_horizon_uses_the_fit_interval_for_a_single_row():
+    fits = pd.DataFrame(
+        {
+            "cell": ["gru"],
+            "phase": ["init"],
+            "decay_factor": [0.9],
+            "decay_factor_ci_low": [0.8],
+            "decay_factor_ci_high": [0.95],
+            "memory_horizon": [100.0],
+        }
+    )
+    ax = figures.memory_horizon(fits).axes[0]
+    bars = [
+        line
+        for line in ax.get_lines()
+        if line.get_marker() in ("None", "", None) and line.get_linestyle() == "-"
+    ]
+    bars = [line for line in bars if to_hex(line.get_color()) == PALETTE["gru"].lower()]
+    assert len(bars) == 1
+    assert [np.nanmin(bars[0].get_ydata()), np.nanmax(bars[0].get_ydata())] == pytest.approx([0.8, 0.95])
+    assert markers_of(ax, "gru", fillstyle="none")[1] == pytest.approx([0.9])
+
+
+def test_lstm_internals_compares_cell_and_hidden_paths(lstm_fig):
+    axes = data_axes(lstm_fig)
+    assert len(axes) == len(LENGTHS) * 2 * 2  # conditions x (gate, path) x (init, final)
+    gate_ax, path_ax = axes[0], axes[2]
+    np.testing.assert_allclose(line_of(gate_ax, "lstm").get_ydata(), GATE_F["median"])
+    _x, low, high = band_of(gate_ax, "lstm")
+    np.testing.assert_allclose(low, GATE_F["q10"])
+    np.testing.assert_allclose(high, GATE_F["q90"])
+    assert_log10_axis(path_ax.yaxis)
+    cell_path, hidden_path = line_of(path_ax, "lstm", "-"), line_of(path_ax, "lstm", "--")
+    np.testing.assert_allclose(cell_path.get_ydata(), np.log10(0.995) * cell_path.get_xdata(), atol=1e-9)
+    np.testing.assert_allclose(hidden_path.get_ydata(), np.log10(0.9) * hidden_path.get_xdata(), atol=1e-9)
+
+
+def test_lstm_internals_is_none_without_lstm_runs(frames):
+    assert figures.lstm_internals(frames.analysis[frames.analysis["cell"] != "lstm"]) is None
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "plain", "expected"),
+    [
+        (
+            -30.0,
+            0.3,
+            False,
+            ["$10^{-30}$", "$10^{-25}$", "$10^{-20}$", "$10^{-15}$", "$10^{-10}$", "$10^{-5}$", "$10^{0}$"],
+        ),
+        (-2.2, 1.1, True, ["0.01", "0.1", "1", "10"]),
+        (-2.2, 1.1, False, ["$10^{-2}$", "$10^{-1}$", "$10^{0}$", "$10^{1}$"]),
+        (-1.4, 0.4, False, ["0.05", "0.1", "0.2", "0.5", "1", "2"]),
+        (-0.02, 0.56, True, ["1", "1.5", "2", "2.5", "3", "3.5"]),
+        (-0.04, 0.08, False, ["0.95", "1", "1.05", "1.1", "1.15", "1.2"]),
+    ],
+)
+def test_log10_ticks_read_as_the_quantity(low, high, plain, expected):
+    ax = Figure().subplots()
+    ax.set_ylim(low, high)
+    figures._log10_axis(ax.yaxis, plain=plain)
+    assert assert_log10_axis(ax.yaxis) == expected
+
+
+EMPTY = pd.DataFrame({"run_id": []})  # what load_study returns for a study with no finished runs
+
+
+@pytest.mark.parametrize(
+    "draw",
+    [
+        figures.gradient_decay,
+        figures.gradient_heatmap,
+        figures.learning_curves,
+        figures.success_vs_difficulty,
+        figures.memory_horizon,
+        figures.lstm_internals,
+    ],
+)
+def test_every_figure_returns_none_without_data(draw):
+    assert draw(EMPTY) is None
+
+
+def test_gradient_decay_is_none_with_only_training_phase_probes(frames):
+    assert figures.gradient_decay(frames.analysis[frames.analysis["phase"] == "train"]) is None
+
+
+def test_decay_fits_fit_each_run_and_phase(frames, fake_analysis):
+    fits = figures.decay_fits(frames.analysis)
+    assert len(fits) == len(CELLS) * len(LENGTHS) * len(SEEDS) * 2
+    expected = fits.apply(lambda r: DECAY[r["cell"], r["phase"]], axis=1)
+    np.testing.assert_allclose(fits["decay_factor"], expected, rtol=1e-9)
+    bound = fits.apply(lambda r: BOUND[r["phase"]] if r["cell"] == "rnn" else np.nan, axis=1)
+    np.testing.assert_allclose(fits["gradient_bound"], bound)
+    assert list(fits["condition"].cat.categories) == ["adding, length=30", "adding, length=120"]
+
+
+def test_decay_fits_with_the_real_fit_decay(frames):
+    analysis = pytest.importorskip("seqmem.analysis")
+    if not hasattr(analysis, "fit_decay"):
+        pytest.skip("seqmem.analysis.fit_decay is not written yet")
+    fits = figures.decay_fits(frames.analysis)
+    expected = fits.apply(lambda r: DECAY[r["cell"], r["phase"]], axis=1)
+    np.testing.assert_allclose(fits["decay_factor"], expected, rtol=1e-3)
+
+
+# --------------------------------------------------------------------------- summary and HTML
+
+
+def test_summary_table_counts_and_medians(frames, fits):
+    table = html.summary_table(frames, fits=fits).set_index(["condition", "cell"])
+    assert list(table.index.get_level_values("cell")[:3]) == ["rnn", "lstm", "gru"]  # palette order
+    long = table.loc["adding, length=120"]
+    assert long.loc["gru", ["runs", "solved", "diverged", "failed"]].tolist() == [4, 1, 0, 1]
+    assert long.loc["rnn", ["runs", "solved", "diverged", "failed"]].tolist() == [3, 0, 1, 0]
+    assert long.loc["lstm", "median_final_loss_ratio"] == pytest.approx(FINAL_RATIO["lstm"] * seed_factor(1))
+    assert long.loc["gru", "decay_factor_final"] == pytest.approx(DECAY["gru", "final"])
+    assert long.loc["lstm", "memory_horizon_init"] == pytest.approx(100.0)
+
+
+def test_summary_table_without_fits_has_empty_decay_columns(frames, monkeypatch):
+    monkeypatch.setitem(sys.modules, "seqmem.analysis", None)  # as if analysis were not installed
+    table = html.summary_table(frames)
+    assert table["decay_factor_init"].isna().all()
+    assert table["runs"].sum() == len(frames.runs)
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+FIGURE_KEYS = [spec.key for spec in html._FIGURES]
+
+
+def check_report(index: Path, drawn: list[str]) -> str:
+    page = index.read_text(encoding="utf-8")
+    for key in drawn:
+        png, svg = index.parent / f"{key}.png", index.parent / f"{key}.svg"
+        assert png.read_bytes().startswith(PNG_MAGIC) and png.stat().st_size > 10_000
+        assert "<svg" in svg.read_text(encoding="utf-8")[:2000]
+        assert f'href="{key}.svg"' in page and f'href="{key}.png"' in page
+    assert page.count('src="data:image/png;base64,') == len(drawn)
+    return page
+
+
+def test_write_report_notes_missing_figures_instead_of_failing(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "seqmem.analysis", None)
+    frames = make_frames(cells=("rnn", "gru"), lengths=(30,))
+
+    def broken(analysis):
+        raise RuntimeError("figure bug")
+
+    monkeypatch.setattr(figures, "gradient_heatmap", broken)
+    with pytest.warns(UserWarning, match="gradient_heatmap failed"):
+        index = html.write_report(frames, {"name": "no-lstm"}, tmp_path)
+    page = check_report(index, ["gradient_decay", "learning_curves"])
+    for key in ("gradient_heatmap", "success_vs_difficulty", "memory_horizon", "lstm_internals"):
+        assert not (tmp_path / f"{key}.png").exists()
+    assert page.count('class="note">Not drawn') == 4
+    assert "RuntimeError: figure bug" in page
+
+
+def write_study(root: Path, frames) -> Path:
+    """A study folder as seqmem.results writes it (study.json, runs/<id>/{config,status}.json + parquet)."""
+    study = root / "tiny"
+    grid = []
+    for run in frames.runs.to_dict("records"):
+        rid = run["run_id"]
+        folder = study / "runs" / rid
+        folder.mkdir(parents=True)
+        train = {
+            k: run[k]
+            for k in (
+                "task",
+                "cell",
+                "hidden_size",
+                "optimizer",
+                "lr",
+                "batch_size",
+                "max_steps",
+                "seed",
+                "device",
+            )
+        }
+        train["task_params"] = {"length": run["length"], "variant": run["variant"]}
+        (folder / "config.json").write_text(json.dumps({"run_id": rid, "train": train}))
+        final = (
+            {}
+            if run["status"] == "failed"
+            else {"loss": run["final_loss"], "loss_ratio": run["final_loss_ratio"]}
+        )
+        status = {
+            k: run[k]
+            for k in ("run_id", "status", "steps", "sequences_seen", "diverged_step", "elapsed_s", "error")
+        }
+        if run["status"] != "failed":
+            config_columns = list(train) + ["length", "variant", "run_id"]
+            for name, frame in (("metrics", frames.metrics), ("analysis", frames.analysis)):
+                rows = frame[frame["run_id"] == rid].drop(columns=config_columns, errors="ignore")
+                rows.to_parquet(folder / f"{name}.parquet", index=False)
+        (folder / "status.json").write_text(json.dumps({**status, "final_metrics": final}))
+        grid.append({"run_id": rid, "train": train})
+    (study / "study.json").write_text(json.dumps({"name": "tiny", "preset": "quick", "grid": grid}))
+    return study
+
+
+def test_render_report_from_a_study_folder(tmp_path, fake_analysis):
+    pytest.importorskip("seqmem.results")
+    study = write_study(tmp_path, make_frames(lengths=(20, 40)))
+    index = html.render_report(study)
+    assert index == study / "report" / "index.html"
+    page = check_report(index, FIGURE_KEYS)
+    assert "<h1>seqmem study: tiny</h1>" in page and "Not drawn" not in page
+    assert "adding, length=40" in page and "budget_exhausted" in page and "failed" in page  # run counts
