@@ -621,6 +621,24 @@ def test_memory_horizon_uses_the_fit_interval_for_a_single_row():
     assert markers_of(ax, "gru", fillstyle="none")[1] == pytest.approx([0.9])
 
 
+def test_memory_horizon_keeps_the_decay_axis_on_the_points_when_an_interval_explodes():
+    # Two seeds far apart: the 95% t-interval (t = 12.7) reaches far above any decay factor.
+    fits = pd.DataFrame(
+        {
+            "run_id": ["a", "b"],
+            "cell": ["rnn", "rnn"],
+            "phase": ["final", "final"],
+            "decay_factor": [0.3, 0.9],
+            "memory_horizon": [10.0, 100.0],
+            "gradient_bound": [1.3, 1.3],
+        }
+    )
+    ax = figures.memory_horizon(fits).axes[0]
+    bottom, top = ax.get_ylim()
+    assert bottom == 0.0
+    assert top == pytest.approx(1.1 * 1.3)  # the largest shown value: the Pascanu bound
+
+
 def test_lstm_internals_compares_cell_and_hidden_paths(lstm_fig):
     axes = data_axes(lstm_fig)
     assert len(axes) == len(LENGTHS) * 2 * 2  # conditions x (gate, path) x (init, final)

@@ -728,6 +728,13 @@ def _fit_panel(ax: Axes, rows: pd.DataFrame, column: str, log: bool, cells: Sequ
             ax.set_ylim(*_padded(shown, pad=math.log10(1.5)))
     else:
         _baseline(ax, 1.0)
+        # A decay factor lives in (0, ~1.5]; with 2-3 seeds a 95% t-interval can reach 10^4 and
+        # flatten every point, so the axis follows the runs and bounds and wider intervals clip.
+        shown = [runs["y"].to_numpy(dtype=float)] if not runs.empty else []
+        if "gradient_bound" in rows:
+            shown.append(rows["gradient_bound"].to_numpy(dtype=float))
+        finite = np.concatenate(shown)[np.isfinite(np.concatenate(shown))] if shown else np.array([])
+        ax.set_ylim(0.0, max(1.15, 1.1 * finite.max()) if finite.size else 1.15)
 
 
 @styled
