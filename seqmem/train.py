@@ -443,6 +443,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         write(temp)
+        with open(temp, "rb+") as handle:  # on disk before the rename, so power loss can't tear it
+            os.fsync(handle.fileno())
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)

@@ -41,7 +41,7 @@ import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from seqmem.report.html import _CSS, _figure_section, _FigureSpec, _html_table
+from seqmem.report.html import CSS, FigureSpec, figure_section, html_table
 from seqmem.report.style import new_figure, styled
 from seqmem.results import write_json
 from seqmem.train import atomic_write
@@ -210,6 +210,7 @@ def figure(table: pd.DataFrame) -> Figure:
     ax.axvline(1.0, color="0.3", linestyle=":", linewidth=1.0)  # parity
     ax.set(xlabel="ratio (log scale; dotted: 1; each row's target gives its direction)", ylabel="")
     ax.margins(x=0.25)
+    ax.set_ylim(len(data) - 0.5, -0.5)  # the target ticks must not widen the rows' band
     ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=4, frameon=False)
     return fig
 
@@ -237,7 +238,7 @@ def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _page(table: pd.DataFrame, info: dict[str, Any], out: Path) -> str:
-    spec = _FigureSpec(
+    spec = FigureSpec(
         "performance",
         "Ratios of every benchmark",
         "One bar per measurement: its ratio (ours / reference unless its note says otherwise), on a "
@@ -255,15 +256,15 @@ def _page(table: pd.DataFrame, info: dict[str, Any], out: Path) -> str:
     )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>seqmem performance</title>
-<style>{_CSS}</style></head><body>
+<style>{CSS}</style></head><body>
 <h1>seqmem performance</h1>
 <p class="meta">{"quick" if info["quick"] else "full"} run · {facts}</p>
 {f'<h2>Missed targets</h2><ul class="note">{missed}</ul>' if missed else ""}
 {f"<h2>Benchmarks that failed</h2>{errors}" if errors else ""}
 <h2>Figure</h2>
-{_figure_section(spec, (), out)}
+{figure_section(spec, (), out)}
 <h2>Table</h2>
-{_html_table(table[[*SHOWN, "note", "load_start", "load_end"]])}
+{html_table(table[[*SHOWN, "note", "load_start", "load_end"]])}
 <p><a href="performance.json">performance.json</a> · <a href="performance.csv">performance.csv</a></p>
 </body></html>
 """

@@ -10,9 +10,6 @@ from seqmem.analysis import jacobian_norms_by_lag, lyapunov_spectrum
 from seqmem.cells import make_cell
 from seqmem.model import SequenceModel
 
-# torch.func.jvp's first use scripts torch's own decompositions, which warns on torch 2.13
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
-
 PRESETS = ["rnn", "relu_rnn", "irnn", "lstm", "lstm_no_forget", "gru"]
 
 

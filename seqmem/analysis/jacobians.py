@@ -1,30 +1,35 @@
 """The state Jacobians behind the decay: exact products dh_T/dh_t and Lyapunov exponents.
 
-One mechanism serves both: the cell's pure recurrence ``cell.recur(x_proj, state)`` as a
-function of the flat state s = (h) or (h, c), differentiated with torch.func along the
-trajectory the model actually ran -- reverse mode (vjp) to accumulate the products
-P_t = ds_T/ds_t = P_{t+1} J_{t+1} row-block by row-block, forward mode (jvp) to push the
-Lyapunov frame forward, J_t Q_{t-1}.  Neither ever forms a per-step Jacobian J_t, and both work
-for any cell, with the exact derivatives of the code that trains.
+One mechanism serves both: the closed-form Jacobian J_t = ds_t/ds_{t-1} of each step of the
+flat state s = (h) or (h, c), evaluated along the trajectory the model actually ran, applied
+from the left to accumulate the products P_t = ds_T/ds_t = P_{t+1} J_{t+1} (one batched matmul
+per step) and from the right to push the Lyapunov frame forward, J_t Q_{t-1}.  The closed forms
+(below, per cell) are exactly the derivatives autograd takes of ``cell.recur``; the tests check
+them against ``torch.autograd.functional.jacobian``.  An LSTM's J_t has diagonal c columns
+(dc_t/dc_{t-1} = diag(f), dh_t/dc_{t-1} = diag(o tanh'(c_t) f)), so only its h columns are
+stored dense: P J costs one (2H x 2H) @ (2H x H) matmul per sample instead of a 2H-cube.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from functools import partial
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from seqmem.analysis.common import as_dtype, lag_frame
+from seqmem.cells import GRUCell, LSTMCell, RNNCell
 from seqmem.model import SequenceModel
 from tasks.base import check_int
 
 __all__ = ["jacobian_norms_by_lag", "lyapunov_spectrum", "forget_product"]
 
-StepFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# J_t as (dense, diagonal): dense (B, S, H) is the h columns ds_t/dh_{t-1}; diagonal (B, S) or None
+# holds the LSTM's c columns, diag(diagonal[:, :H]) above diag(diagonal[:, H:])
+StepJacobian = tuple[torch.Tensor, torch.Tensor | None]
 
 
 def _check_inputs(model: SequenceModel, inputs: torch.Tensor) -> None:
@@ -34,23 +39,81 @@ def _check_inputs(model: SequenceModel, inputs: torch.Tensor) -> None:
         )
 
 
-def _trajectory(
+def _step_jacobians(
     model: SequenceModel, inputs: torch.Tensor
-) -> tuple[StepFn, list[torch.Tensor], list[torch.Tensor], dict[str, torch.Tensor]]:
-    """The flat-state step function, the projected inputs x_proj[t] (B, G*H), the flat states
-    s[0] = initial state, s[t + 1] = state after step t (B, S), and the gates (B, L, H)."""
+) -> tuple[Callable[[int], StepJacobian], dict[str, torch.Tensor]]:
+    """``jacobian(t)``: ds_t/ds_{t-1} of step t (0-based) of ``model`` run on ``inputs``, per
+    sample, and the gates (B, L, H) of that run."""
     cell = model.cell
-
-    def step(x_proj: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        return torch.cat(cell.recur(x_proj, tuple(state.split(cell.hidden_size, dim=-1)))[0], dim=-1)
-
     with torch.no_grad():
         _, unrolled = model(inputs, return_states=True)
-        x_proj = list(cell.project_input(inputs).unbind(dim=1))
         initial = cell.initial_state(inputs.shape[0], device=inputs.device, dtype=inputs.dtype)
-        paths = [unrolled.h] if unrolled.c is None else [unrolled.h, unrolled.c]
-        states = [torch.cat(initial, dim=-1), *(torch.cat(s, dim=-1) for s in zip(*paths, strict=True))]
-    return step, x_proj, states, unrolled.gates
+        h = torch.stack([initial[0], *unrolled.h], dim=1)  # h[:, t] = state before step t
+        c = None if unrolled.c is None else torch.stack([initial[1], *unrolled.c], dim=1)
+    gates = unrolled.gates
+    weights = cell.weight_hh.detach().split(cell.hidden_size, dim=0)  # per gate (H, H)
+
+    def rows(scale: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return scale[..., None] * weight  # diag(scale) @ weight
+
+    def jacobian(t: int) -> StepJacobian:
+        with torch.no_grad():
+            if isinstance(cell, RNNCell):  # diag(phi'(a)) W_hh, phi' from the output h_t
+                after = h[:, t + 1]
+                slope = 1 - after.square() if cell.nonlinearity == "tanh" else (after > 0).to(after.dtype)
+                return rows(slope, weights[0]), None
+            if isinstance(cell, GRUCell):  # h_t = n + z (h - n), n = tanh(x_n + r (W_n h + b_n))
+                before, r, z, n = h[:, t], gates["r"][:, t], gates["z"][:, t], gates["n"][:, t]
+                w_r, w_z, w_n = weights
+                h_n = F.linear(before, w_n, cell.bias_hh.detach().split(cell.hidden_size)[2])
+                through_n = (1 - z) * (1 - n.square())
+                dense = (
+                    torch.diag_embed(z)
+                    + rows(through_n * h_n * r * (1 - r), w_r)
+                    + rows((before - n) * z * (1 - z), w_z)
+                    + rows(through_n * r, w_n)
+                )
+                return dense, None
+            if isinstance(cell, LSTMCell):  # c_t = f c + i g, h_t = o tanh(c_t)
+                i, f, g, o = (gates[k][:, t] for k in "ifgo")
+                w_i, w_f, w_g, w_o = weights
+                squash = torch.tanh(c[:, t + 1])
+                to_h = o * (1 - squash.square())  # dh_t/dc_t
+                # a no-forget LSTM reports f = 1, so f (1 - f) drops its (zero) f rows too
+                cell_h = (
+                    rows(c[:, t] * f * (1 - f), w_f)
+                    + rows(g * i * (1 - i), w_i)
+                    + rows(i * (1 - g.square()), w_g)
+                )
+                hidden_h = rows(squash * o * (1 - o), w_o) + to_h[..., None] * cell_h
+                return torch.cat([hidden_h, cell_h], dim=1), torch.cat([to_h * f, f], dim=-1)
+        raise TypeError(f"cell={type(cell).__name__} has no closed-form Jacobian")
+
+    return jacobian, gates
+
+
+def _pull(product: torch.Tensor, jacobian: StepJacobian) -> torch.Tensor:
+    """product @ J for ``product`` (B, R, S)."""
+    dense, diagonal = jacobian
+    out = product @ dense
+    if diagonal is None:
+        return out
+    hidden = dense.shape[-1]
+    to_c = (
+        product[..., :hidden] * diagonal[:, None, :hidden]
+        + product[..., hidden:] * diagonal[:, None, hidden:]
+    )
+    return torch.cat([out, to_c], dim=-1)
+
+
+def _push(jacobian: StepJacobian, frame: torch.Tensor) -> torch.Tensor:
+    """J @ frame for ``frame`` (B, S, k)."""
+    dense, diagonal = jacobian
+    hidden = dense.shape[-1]
+    out = dense @ frame[:, :hidden]
+    if diagonal is None:
+        return out
+    return out + diagonal[..., None] * frame[:, hidden:].repeat(1, 2, 1)
 
 
 def forget_product(forget: torch.Tensor) -> torch.Tensor:
@@ -104,8 +167,9 @@ def jacobian_norms_by_lag(
     spectrum_at = sorted({int(lag) for lag in spectrum_lags or ()})
     for lag in spectrum_at:
         check_int("spectrum_lags", lag, 0, last)
-    step, x_proj, states, gates = _trajectory(model, inputs)
-    hidden, size = model.hidden_size, states[0].shape[-1]
+    jacobian, gates = _step_jacobians(model, inputs)
+    hidden = model.hidden_size
+    size = hidden * len(model.cell.state_names)
     blocks = {"jacobian": slice(0, hidden)}
     if size == 2 * hidden:
         blocks["cell_jacobian"] = slice(hidden, size)
@@ -116,20 +180,18 @@ def jacobian_norms_by_lag(
         for kind in kinds
     }
     spectra = []
-    # P[r, b, :] is row r of sample b's product: the leading dim is the one vmap maps over
-    product = torch.eye(size, dtype=inputs.dtype, device=inputs.device).unsqueeze(1).repeat(1, batch, 1)
+    product = torch.eye(size, dtype=inputs.dtype, device=inputs.device).expand(batch, size, size)
     log_scale = inputs.new_zeros(batch, dtype=torch.float64)
     with torch.no_grad():
         for t in range(last, -1, -1):
             if t < last:
-                _, pullback = torch.func.vjp(partial(step, x_proj[t + 1]), states[t + 1])
-                product = torch.func.vmap(pullback)(product)[0]
-                scale = torch.linalg.vector_norm(product, dim=(0, 2))
-                product = product / scale.clamp_min(torch.finfo(product.dtype).tiny)[None, :, None]
+                product = _pull(product, jacobian(t + 1))
+                scale = torch.linalg.vector_norm(product, dim=(1, 2))
+                product = product / scale.clamp_min(torch.finfo(product.dtype).tiny)[:, None, None]
                 log_scale += torch.log(scale.to(torch.float64))
             factor = torch.exp(log_scale)
             for name, rows in blocks.items():
-                block = product[rows, :, rows].transpose(0, 1)  # (B, block rows, block cols)
+                block = product[:, rows, rows]
                 norms[f"{name}_frobenius"][:, t] = torch.linalg.matrix_norm(block).double() * factor
                 if spectral:
                     norms[f"{name}_spectral"][:, t] = _spectral_norm(block) * factor
@@ -186,16 +248,14 @@ def lyapunov_spectrum(
     check_int("k", k, 1, size)
     check_int("warmup", warmup, 0, length - 1)
     check_int("seed", seed, 0)
-    step, x_proj, states, _ = _trajectory(model, inputs)
+    jacobian, _ = _step_jacobians(model, inputs)
     generator = torch.Generator().manual_seed(seed)
     frame = torch.linalg.qr(torch.randn(size, k, generator=generator, dtype=torch.float64))[0]
     frame = frame.to(inputs).expand(inputs.shape[0], size, k)
     total = inputs.new_zeros(inputs.shape[0], k, dtype=torch.float64)
     with torch.no_grad():
         for t in range(length):
-            push = partial(torch.func.jvp, partial(step, x_proj[t]), (states[t],))
-            moved = torch.func.vmap(lambda v, push=push: push((v,))[1], in_dims=2, out_dims=2)(frame)
-            frame, r = torch.linalg.qr(moved)
+            frame, r = torch.linalg.qr(_push(jacobian(t), frame))
             if t >= warmup:
                 total += torch.log(torch.diagonal(r, dim1=-2, dim2=-1).abs().double())
     exponents = (total / (length - warmup)).sort(dim=1, descending=True).values.cpu().numpy()

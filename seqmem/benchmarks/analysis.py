@@ -17,7 +17,9 @@ holds a core.  Rows:
   quick mode times every 10th t and scales up (says so in the note).
 - ``jacobian_norms_by_lag`` (batch 8, the probe's default): ours / forward+backward of the same
   8 sequences, target <= 10; once as used (spectral + Frobenius norms), once with
-  ``spectral=False`` to separate the Jacobian products from the eigen-decompositions.
+  ``spectral=False`` to separate the Jacobian products from the eigen-decompositions.  The
+  probe runs it on 8 sequences beside a 64-sequence probe batch, so a third row puts the
+  spectral run next to one forward+backward of those 64 (what a probe's gradient pass costs).
 
     python -m seqmem.benchmarks.analysis [--quick] [--json PATH]
 """
@@ -141,17 +143,22 @@ def _run(quick: bool) -> pd.DataFrame:
                 "spectral": lambda m=model: jacobian_norms_by_lag(m, small.inputs),
                 "products": lambda m=model: jacobian_norms_by_lag(m, small.inputs, spectral=False),
                 "training": _training_pass(model, task, small),
+                "training_probe": _training_pass(model, task, batch),
             },
             repeats,
         )
-        for name, what in (("spectral", "spectral + Frobenius norms"), ("products", "spectral=False")):
-            note = f"{what}, exact products via vmap(vjp); vs fwd+bwd of the same {JACOBIAN_BATCH} sequences"
+        for name, what, reference, size in (
+            ("spectral", "spectral + Frobenius norms", "training", JACOBIAN_BATCH),
+            ("products", "spectral=False", "training", JACOBIAN_BATCH),
+            ("spectral", "spectral + Frobenius norms", "training_probe", BATCH),
+        ):
+            note = f"{what}, closed-form step Jacobians; vs fwd+bwd of {size} sequences"
             rows.append(
                 _row(
-                    f"jacobian_norms_by_lag ({what})",
+                    f"jacobian_norms_by_lag ({what}) vs B={size}",
                     case,
                     times[name],
-                    times["training"],
+                    times[reference],
                     JACOBIAN_TARGET,
                     note,
                 )

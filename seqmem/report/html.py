@@ -24,8 +24,17 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from seqmem.report import figures
+from seqmem.results import atomic_write
 
-__all__ = ["render_report", "summary_table", "write_report"]
+__all__ = [
+    "CSS",
+    "FigureSpec",
+    "figure_section",
+    "html_table",
+    "render_report",
+    "summary_table",
+    "write_report",
+]
 
 
 class StudyFramesLike(Protocol):
@@ -37,7 +46,7 @@ class StudyFramesLike(Protocol):
 
 
 @dataclass(frozen=True)
-class _FigureSpec:
+class FigureSpec:
     key: str
     title: str
     caption: str
@@ -46,7 +55,7 @@ class _FigureSpec:
 
 
 _FIGURES = (
-    _FigureSpec(
+    FigureSpec(
         "gradient_decay",
         "1. Gradient decay across time",
         "Norm of ∂L/∂h_t against the lag from the reference output step, at initialisation and after "
@@ -55,7 +64,7 @@ _FIGURES = (
         "grad_norm probe rows at phase init or final",
         lambda runs, metrics, analysis, fits: figures.gradient_decay(analysis),
     ),
-    _FigureSpec(
+    FigureSpec(
         "gradient_heatmap",
         "2. Where memory appears during training",
         "log₁₀ ‖∂L/∂h_t‖ by training step (rows) and lag (columns), averaged over seeds, one panel "
@@ -63,7 +72,7 @@ _FIGURES = (
         "grad_norm probe rows",
         lambda runs, metrics, analysis, fits: figures.gradient_heatmap(analysis),
     ),
-    _FigureSpec(
+    FigureSpec(
         "learning_curves",
         "3. Learning curves",
         "Evaluation loss divided by the memoryless baseline loss, against training sequences seen. "
@@ -71,7 +80,7 @@ _FIGURES = (
         "metrics with loss_ratio",
         lambda runs, metrics, analysis, fits: figures.learning_curves(metrics),
     ),
-    _FigureSpec(
+    FigureSpec(
         "success_vs_difficulty",
         "4. Success vs difficulty",
         "Fraction of seeds that solved the task, and the median final loss / baseline, against the "
@@ -79,7 +88,7 @@ _FIGURES = (
         "a task parameter (delay, length, ...) that varies across runs",
         lambda runs, metrics, analysis, fits: figures.success_vs_difficulty(runs),
     ),
-    _FigureSpec(
+    FigureSpec(
         "memory_horizon",
         "5. Decay factor and memory horizon",
         "Per-step decay factor exp(−1/τ) of a robust fit log‖∂L/∂h_t‖ ≈ a − k/τ, and the memory "
@@ -88,7 +97,7 @@ _FIGURES = (
         "seqmem.analysis.fit_decay and grad_norm probe rows at init or final",
         lambda runs, metrics, analysis, fits: figures.memory_horizon(fits),
     ),
-    _FigureSpec(
+    FigureSpec(
         "lstm_internals",
         "6. LSTM internals",
         "Forget-gate activations (median, q10–q90) by lag, and the cell-state path (solid) against the "
@@ -188,7 +197,7 @@ def _fits_or_none(analysis: pd.DataFrame) -> pd.DataFrame | None:
 # --------------------------------------------------------------------------- HTML
 
 
-_CSS = """
+CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 2rem auto;
        max-width: 1150px; padding: 0 1rem; color: #222; line-height: 1.45; }
 h1 { margin-bottom: 0.2rem; }
@@ -206,7 +215,7 @@ pre { background: #f6f6f6; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem
 """
 
 
-def _html_table(frame: pd.DataFrame) -> str:
+def html_table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, border=0, na_rep="—", float_format=lambda v: f"{v:.4g}", escape=True)
 
 
@@ -246,12 +255,12 @@ def _study_json_html(study_info: dict[str, Any]) -> str:
 def _save(fig: Figure, out_dir: Path, key: str) -> bytes:
     """Write <key>.png (150 dpi) and <key>.svg; return the PNG bytes for inlining."""
     # No bbox_inches="tight": the constrained layout already fits the margins, at half the cost.
-    fig.savefig(out_dir / f"{key}.svg", format="svg")
-    fig.savefig(out_dir / f"{key}.png", format="png", dpi=150)
+    atomic_write(out_dir / f"{key}.svg", lambda temp: fig.savefig(temp, format="svg"))
+    atomic_write(out_dir / f"{key}.png", lambda temp: fig.savefig(temp, format="png", dpi=150))
     return (out_dir / f"{key}.png").read_bytes()
 
 
-def _figure_section(spec: _FigureSpec, frames: tuple, out_dir: Path) -> str:
+def figure_section(spec: FigureSpec, frames: tuple, out_dir: Path) -> str:
     title = f"<h3>{html.escape(spec.title)}</h3>"
     try:
         fig = spec.draw(*frames)
@@ -284,7 +293,7 @@ def write_report(frames: StudyFramesLike, study_info: dict[str, Any], out_dir: s
     runs = figures.add_conditions(runs, runs)
     fits = _fits_or_none(analysis)
     name = str(study_info.get("name", out_dir.parent.name))
-    sections = [_figure_section(spec, (runs, metrics, analysis, fits), out_dir) for spec in _FIGURES]
+    sections = [figure_section(spec, (runs, metrics, analysis, fits), out_dir) for spec in _FIGURES]
     counts = runs["status"].value_counts().rename_axis("status").reset_index() if "status" in runs else None
     summary = _summary(runs, fits)
     fits_note = (
@@ -294,12 +303,12 @@ def write_report(frames: StudyFramesLike, study_info: dict[str, Any], out_dir: s
     )
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>seqmem report: {html.escape(name)}</title>
-<style>{_CSS}</style></head><body>
+<style>{CSS}</style></head><body>
 <h1>seqmem study: {html.escape(name)}</h1>
 <p class="meta">preset <b>{html.escape(str(study_info.get("preset", "?")))}</b> · {len(runs)} runs ·
 generated {datetime.now().strftime("%Y-%m-%d %H:%M")}</p>
 <h2>Runs</h2>
-{_html_table(counts) if counts is not None and not counts.empty else '<p class="note">No runs found.</p>'}
+{html_table(counts) if counts is not None and not counts.empty else '<p class="note">No runs found.</p>'}
 <h2>Summary per cell</h2>
 <p>Counts of runs; the median final loss / memoryless baseline over finished runs; the median fitted
 per-step decay factor of ‖∂L/∂h_t‖ and memory horizon (steps) at initialisation and after training.</p>
@@ -308,13 +317,11 @@ per-step decay factor of ‖∂L/∂h_t‖ and memory horizon (steps) at initial
 {"".join(sections)}
 <h2>Configuration</h2>
 <h3>Settings shared by all runs</h3>
-{_html_table(_shared_settings(runs)) if not runs.empty else ""}
+{html_table(_shared_settings(runs)) if not runs.empty else ""}
 <h3>study.json</h3>
 {_study_json_html(study_info)}
 </body></html>
 """
-    from seqmem.results import atomic_write  # the one atomic writer (temp file + rename)
-
     index = out_dir / "index.html"
     atomic_write(index, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     return index
