@@ -85,9 +85,10 @@ class RecallTask(Task):
         scored = zip(batch.targets[0].tolist(), batch.mask[0].tolist(), strict=True)
         targets = [self._token(t) if m else "" for t, m in scored]
         rows = render_columns({"input": [self._token(t) for t in tokens], "target": targets})
+        unscored = "" if bool(batch.mask.all()) else " (empty target = not scored)"
         return (
-            f"{self}: {self.n_symbols} data symbols, '_' blank, ':' delimiter "
-            f"(empty target = not scored); memory lag {self.memory_lag} steps\n{rows}"
+            f"{self}: {self.n_symbols} data symbols, '_' blank, ':' delimiter{unscored}; "
+            f"memory lag {self.memory_lag} steps\n{rows}"
         )
 
 

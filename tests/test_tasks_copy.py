@@ -104,3 +104,4 @@ def test_describe_shows_the_symbols_twice() -> None:
     input_line, target_line = text.splitlines()[1:]
     assert input_line.split(": ", 1)[1].startswith(symbols) and target_line.endswith(symbols)
     assert "×" in input_line  # the long blank run is folded
+    assert "not scored" not in text  # the copy task scores every step

@@ -92,3 +92,4 @@ def test_describe_shows_unscored_targets_empty() -> None:
     text = SelectiveCopyTask(length=20, n_copy=4).describe(torch.Generator().manual_seed(0))
     target_line = text.splitlines()[2]
     assert len(target_line.split(":", 1)[1].split()) == 4
+    assert "empty target = not scored" in text.splitlines()[0]
