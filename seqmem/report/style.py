@@ -22,6 +22,8 @@ import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from seqmem.cells import cell_names
+
 __all__ = [
     "CELL_ORDER",
     "PALETTE",
@@ -33,16 +35,7 @@ __all__ = [
     "styled",
 ]
 
-CELL_ORDER: tuple[str, ...] = (
-    "rnn",
-    "relu_rnn",
-    "irnn",
-    "orthogonal_rnn",
-    "lstm",
-    "lstm_chrono",
-    "lstm_no_forget",
-    "gru",
-)
+CELL_ORDER: tuple[str, ...] = tuple(cell_names())  # the presets' own order: RNN family, then gated
 PALETTE: dict[str, str] = {
     "rnn": "#D55E00",  # vermillion: the classic tanh RNN, the one that forgets
     "relu_rnn": "#E69F00",  # orange
