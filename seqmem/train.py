@@ -19,6 +19,7 @@ import math
 import os
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ from tasks.base import Batch, Task, check_choice, check_int
 
 __all__ = [
     "OPTIMIZERS",
+    "STOPPING_RULES",
+    "HochreiterStop",
     "TaskParams",
     "TrainConfig",
     "ProbeContext",
@@ -50,6 +53,11 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
+STOPPING_RULES = ("eval", "hochreiter1997")
+# Hochreiter & Schmidhuber (1997), experiment 4: stop once the average training error is below
+# 0.01 and the 2,000 most recent training sequences were processed correctly.
+HOCHREITER_WINDOW = 2000
+HOCHREITER_MAX_LOSS = 0.01
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 PHASES = ("init", "train", "final")
 
@@ -109,6 +117,9 @@ class TrainConfig:
     solve_patience     the task counts as solved after this many consecutive evaluations that
                        pass ``task.is_solved``; ``stop_when_solved=False`` trains on to the
                        budget anyway (for equal-budget comparisons).
+    stopping           what "solved" means: 'eval' -- the held-out evaluations, as above;
+                       'hochreiter1997' -- the paper's rule on the training stream instead
+                       (``HochreiterStop``; tasks with ``sequence_correct`` only).
     seed, device       the one seed everything random derives from; a torch device string.
     """
 
@@ -127,6 +138,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     solve_patience: int = 1
     stop_when_solved: bool = True
+    stopping: str = "eval"
     seed: int = 0
     device: str = "cpu"
 
@@ -146,6 +158,7 @@ class TrainConfig:
         check_int("solve_patience", self.solve_patience, 1)
         if not isinstance(self.stop_when_solved, bool):
             raise ValueError(f"stop_when_solved={self.stop_when_solved!r} is invalid: must be True or False")
+        check_choice("stopping", self.stopping, STOPPING_RULES)
         check_int("seed", self.seed, 0, 2**63 - 1)
         # Floats are stored as floats so that to_dict() is canonical (lr=1 and lr=1.0 are one run).
         numbers = {
@@ -159,7 +172,13 @@ class TrainConfig:
         for name, value in numbers.items():
             object.__setattr__(self, name, value)
         self._check_device()
-        object.__setattr__(self, "task_params", TaskParams(self._build_task().params()))
+        task = self._build_task()
+        if self.stopping == "hochreiter1997" and type(task).sequence_correct is Task.sequence_correct:
+            raise ValueError(
+                f"stopping={self.stopping!r} is invalid for task {self.task!r}: it needs a task with "
+                "a per-sequence criterion (sequence_correct), e.g. adding, multiplication, temporal_order"
+            )
+        object.__setattr__(self, "task_params", TaskParams(task.params()))
 
     def _check_device(self) -> None:
         # Only the spelling is checked here: a config may be written on a machine without the
@@ -333,6 +352,38 @@ def _max(values: list[float]) -> float:
     return float(np.max(values)) if values else math.nan  # np.max propagates NaN; max() does not
 
 
+class HochreiterStop:
+    """The stopping rule of Hochreiter & Schmidhuber (1997) on the stream of training sequences:
+    the mean loss of the ``window`` most recent training sequences is below ``max_loss`` and they
+    pass ``task.is_solved`` (for the adding and temporal order tasks: all of them correct by
+    ``task.sequence_correct``; for multiplication: fewer than 140 of 2,000 wrong, the paper's
+    experiment 5 rule).  The loss is the task's own (squared error; cross-entropy for temporal
+    order, where the paper used squared error too)."""
+
+    def __init__(
+        self, task: Task, window: int = HOCHREITER_WINDOW, max_loss: float = HOCHREITER_MAX_LOSS
+    ) -> None:
+        self.task, self.max_loss = task, max_loss
+        self.losses: deque[float] = deque(maxlen=window)
+        self.correct: deque[bool] = deque(maxlen=window)
+
+    def update(self, outputs: torch.Tensor, batch: Batch) -> bool:
+        """Add one training batch (its outputs); True when the rule holds after it."""
+        with torch.no_grad():
+            mask = batch.mask.to(outputs.dtype)
+            per_sequence = (self.task.per_step_loss(outputs, batch) * mask).sum(1) / mask.sum(1).clamp_min(
+                1.0
+            )
+            self.losses.extend(per_sequence.tolist())
+            self.correct.extend(self.task.sequence_correct(outputs, batch).tolist())
+        if len(self.correct) < self.correct.maxlen:
+            return False
+        loss = _mean(list(self.losses))
+        error_rate = 1.0 - sum(self.correct) / len(self.correct)
+        metrics = {"loss": loss, "loss_ratio": loss / self.task.baseline_loss(), "error_rate": error_rate}
+        return loss < self.max_loss and bool(self.task.is_solved(metrics))
+
+
 def train(config: TrainConfig, callbacks: Sequence[Callback] = (), progress: bool | None = None) -> RunResult:
     """Train ``config``'s model on its task; see ``RunResult`` for what comes back.
 
@@ -369,13 +420,16 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), progress: boo
     norms: list[float] = []
     step = seen = streak = 0
     reached = False  # the solve criterion held (solve_patience consecutive solved evaluations)
+    rule = HochreiterStop(task) if config.stopping == "hochreiter1997" else None
     diverged_step: int | None = None
     while True:
-        if step % config.eval_every == 0 or step >= total_steps or diverged_step is not None:
+        stopping_now = reached and config.stop_when_solved  # the training-stream rule just held
+        if step % config.eval_every == 0 or step >= total_steps or diverged_step is not None or stopping_now:
             metrics = _evaluate(model, task, eval_batch)
             solved = bool(task.is_solved(metrics))
             streak = streak + 1 if solved else 0
-            reached = reached or streak >= config.solve_patience
+            if rule is None:
+                reached = reached or streak >= config.solve_patience
             rows.append(
                 {
                     "step": step,
@@ -404,7 +458,8 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), progress: boo
                 break
 
         batch = task.sample(config.batch_size, train_generator).to(device)
-        loss = task.loss(model(batch.inputs), batch)
+        outputs = model(batch.inputs)
+        loss = task.loss(outputs, batch)
         optimizer.zero_grad(set_to_none=True)  # also drops gradients a probe may have left
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm)
@@ -415,6 +470,8 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), progress: boo
         if not (math.isfinite(losses[-1]) and math.isfinite(norms[-1])):
             diverged_step = step  # skip the update: the weights stay finite for the last evaluation
             continue
+        if rule is not None:  # judged on the outputs this step trained on, as the paper's online learner
+            reached = rule.update(outputs.detach(), batch) or reached
         optimizer.step()
     bar.close()
 

@@ -170,6 +170,12 @@ class Task:
             loss = float(self.loss(outputs, batch))
         return {"loss": loss, "loss_ratio": loss / self.baseline_loss()}
 
+    def sequence_correct(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Per sequence, bool ``(B,)``: passes the task's per-sequence criterion, the one whose
+        failures ``metrics``' ``error_rate`` counts (used by per-sequence stopping rules).
+        Tasks without such a criterion raise NotImplementedError."""
+        raise NotImplementedError(f"task {self.name!r} has no per-sequence correctness criterion")
+
     def baseline_loss(self) -> float:
         """Expected loss of the best memoryless strategy, in closed form."""
         raise NotImplementedError

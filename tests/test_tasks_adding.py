@@ -131,6 +131,17 @@ def test_regression_metrics_use_the_004_criterion() -> None:
     assert not HOCHREITER.is_solved(metrics)
 
 
+@pytest.mark.parametrize("task", HOCHREITER_SCHEME, ids=str)
+def test_sequence_correct_is_the_004_criterion_at_each_end(task: MarkedPairTask) -> None:
+    batch = task.sample(8, torch.Generator().manual_seed(1))
+    offsets = torch.tensor([0.05, -0.045, 0.01, -0.03, 0.0, 0.039, 0.02, -0.001])
+    outputs = (batch.targets + offsets[:, None])[..., None]
+    outputs[~batch.mask] = 5.0  # off the scored step nothing counts
+    correct = task.sequence_correct(outputs, batch)
+    assert correct.tolist() == [False, False, True, True, True, True, True, True]
+    assert 1.0 - float(correct.float().mean()) == pytest.approx(task.metrics(outputs, batch)["error_rate"])
+
+
 @pytest.mark.parametrize(
     ("task", "metrics", "solved"),
     [

@@ -102,6 +102,16 @@ def test_error_rate_is_the_03_criterion_and_accuracy_the_argmax() -> None:
     assert task.is_solved({**metrics, "error_rate": 0.0})
 
 
+def test_sequence_correct_is_the_03_criterion_per_sequence() -> None:
+    task = TemporalOrderTask(length=20)
+    batch = task.sample(3, torch.Generator().manual_seed(0))
+    probability = torch.tensor([0.75, 0.65, 0.1])[:, None, None]  # the last one names a wrong class
+    one_hot = torch.nn.functional.one_hot(batch.targets, 4).float()
+    outputs = torch.log(one_hot * probability + (1 - one_hot) * (1 - probability) / 3)
+    outputs[~batch.mask] = torch.tensor([9.0, 0.0, 0.0, 0.0])  # off the trigger nothing counts
+    assert task.sequence_correct(outputs, batch).tolist() == [True, False, False]
+
+
 def test_baseline_is_log_classes() -> None:
     assert TemporalOrderTask(n_markers=3).baseline_loss() == pytest.approx(math.log(8))
 

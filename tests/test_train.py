@@ -2,6 +2,7 @@
 (schedule, budget, clipping, solve criterion, divergence), determinism, probe callbacks,
 checkpoints, and -- slow -- that training really learns what a cell can remember."""
 
+import functools
 import itertools
 import json
 import math
@@ -12,7 +13,9 @@ import pytest
 import torch
 
 import tasks
+from seqmem import train as train_module
 from seqmem.train import (
+    HochreiterStop,
     ProbeContext,
     TrainConfig,
     atomic_write,
@@ -91,6 +94,8 @@ INVALID = [
     ("eval_batch_size", 0),
     ("solve_patience", 0),
     ("stop_when_solved", 1),
+    ("stopping", "early"),
+    ("stopping", None),
     ("seed", -1),
     ("seed", 2**63),
     ("device", "tpu"),
@@ -235,6 +240,66 @@ def test_divergence_ends_the_run_and_keeps_the_history():
     assert result.history[["train_loss", "grad_norm"]].iloc[1:-1].map(math.isfinite).all().all()
     # the diverging update was not applied: the final weights are the last finite ones
     assert all(torch.isfinite(t).all() for t in result.state_dict.values())
+
+
+def test_hochreiter_stopping_needs_a_task_with_a_per_sequence_criterion():
+    with pytest.raises(ValueError, match=r"^stopping='hochreiter1997' is invalid for task 'copy': [^\n]+$"):
+        tiny(task="copy", task_params={"delay": 5}, stopping="hochreiter1997")
+
+
+def outputs_off_by(batch: tasks.Batch, offsets: list[float]) -> torch.Tensor:
+    """Regression outputs that miss each sequence's target by the given offset."""
+    return (batch.targets + torch.tensor(offsets)[:, None])[..., None]
+
+
+def test_hochreiter_rule_needs_a_full_window_of_correct_sequences_and_a_low_mean_loss():
+    task = tasks.AddingTask(length=20, variant="hochreiter1997")
+    rule = HochreiterStop(task, window=4, max_loss=0.03**2)
+    batches = [task.sample(2, torch.Generator().manual_seed(i)) for i in range(5)]
+    # window not full yet; then full and correct; a wrong one (0.05) enters; two batches push it out
+    offsets = [[0.01, -0.02], [0.0, 0.03], [0.05, 0.0], [0.0, 0.0], [0.01, 0.0]]
+    held = [rule.update(outputs_off_by(b, o), b) for b, o in zip(batches, offsets, strict=True)]
+    assert held == [False, True, False, False, True]
+    # all correct, but the mean squared error (0.035^2) is above the loss bound
+    loud = HochreiterStop(task, window=2, max_loss=0.03**2)
+    assert not loud.update(outputs_off_by(batches[0], [0.035, -0.035]), batches[0])
+
+
+def test_hochreiter_stopping_ends_the_run_on_the_training_stream(monkeypatch):
+    monkeypatch.setattr(
+        tasks.AddingTask,
+        "sequence_correct",
+        lambda self, outputs, batch: torch.ones(len(outputs), dtype=torch.bool),
+    )
+    monkeypatch.setattr(
+        train_module, "HochreiterStop", functools.partial(HochreiterStop, window=16, max_loss=math.inf)
+    )
+    config = tiny(
+        task_params={"length": 20, "variant": "hochreiter1997"},
+        max_steps=20,
+        eval_every=5,
+        stopping="hochreiter1997",
+    )
+    result = train(config, progress=False)
+    # 16 sequences = 2 batches of 8; the run is evaluated once more where it stops
+    assert (result.status, result.steps, result.sequences_seen) == ("solved", 2, 16)
+    assert result.history["step"].tolist() == [0, 2]
+
+
+def test_hochreiter_stopping_ignores_solved_evaluations(monkeypatch):
+    monkeypatch.setattr(tasks.AddingTask, "is_solved", lambda self, metrics: True)
+    monkeypatch.setattr(
+        train_module, "HochreiterStop", functools.partial(HochreiterStop, window=16, max_loss=0.0)
+    )
+    config = tiny(
+        task_params={"length": 20, "variant": "hochreiter1997"},
+        max_steps=6,
+        eval_every=2,
+        stopping="hochreiter1997",
+    )
+    result = train(config, progress=False)
+    assert (result.status, result.steps) == ("budget_exhausted", 6)
+    assert result.history["solved"].all()
 
 
 @pytest.mark.parametrize(("patience", "stop"), [(1, True), (3, True), (2, False)])

@@ -24,6 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from seqmem.report import figures
+from seqmem.report.literature import literature_section
 from seqmem.results import atomic_write
 
 __all__ = [
@@ -296,6 +297,7 @@ def write_report(frames: StudyFramesLike, study_info: dict[str, Any], out_dir: s
     sections = [figure_section(spec, (runs, metrics, analysis, fits), out_dir) for spec in _FIGURES]
     counts = runs["status"].value_counts().rename_axis("status").reset_index() if "status" in runs else None
     summary = _summary(runs, fits)
+    literature = literature_section(frames, study_info) or ""  # reproduction studies only
     fits_note = (
         ""
         if fits is not None
@@ -313,6 +315,7 @@ generated {datetime.now().strftime("%Y-%m-%d %H:%M")}</p>
 <p>Counts of runs; the median final loss / memoryless baseline over finished runs; the median fitted
 per-step decay factor of ‖∂L/∂h_t‖ and memory horizon (steps) at initialisation and after training.</p>
 {fits_note}{_summary_html(summary)}
+{literature}
 <h2>Figures</h2>
 {"".join(sections)}
 <h2>Configuration</h2>
