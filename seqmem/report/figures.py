@@ -33,7 +33,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import Formatter, Locator, MaxNLocator
 from scipy import stats
 
-from seqmem.report.style import PHASE_LABELS, cell_color, cell_order, new_figure, palette, styled
+from seqmem.report.style import PHASE_LABELS, by_cell, cell_color, cell_order, new_figure, styled
 
 __all__ = [
     "add_conditions",
@@ -227,13 +227,10 @@ def _seed_lines(
         data=data,
         x=x,
         y=y,
-        hue="cell",
-        hue_order=list(cells),
-        palette=palette(cells),
         estimator="mean",
         errorbar=errorbar,
-        legend=False,
         ax=ax,
+        **by_cell(cells),
         **line_kws,
     )
 
@@ -510,14 +507,11 @@ def _points(ax: Axes, data: pd.DataFrame, x: str, y: str, cells: Sequence[str], 
         data=data,
         x=x,
         y=y,
-        hue="cell",
-        hue_order=list(cells),
-        palette=palette(cells),
         errorbar=None,
         linewidth=1.8,
         markersize=5,
-        legend=False,
         ax=ax,
+        **by_cell(cells),
         **point_kws,
     )
 
@@ -669,7 +663,7 @@ def _fit_panel(ax: Axes, rows: pd.DataFrame, column: str, log: bool, cells: Sequ
     """One fitted quantity per cell: runs as a swarm, the mean and 95% CI hollow at init and
     filled after training, the Pascanu bound as ×, an infinite value as ▲ on the top edge."""
     x = {(c, p): i + offset for i, c in enumerate(cells) for p, (_fill, offset) in _PHASE_MARKERS.items()}
-    common = {"hue": "cell", "hue_order": list(cells), "palette": palette(cells), "legend": False, "ax": ax}
+    common = {**by_cell(cells), "ax": ax}
     runs, summary = _fit_points(rows, column, log, x)
     for phase, (fill, _offset) in _PHASE_MARKERS.items():
         means = summary[summary["phase"] == phase]

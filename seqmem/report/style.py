@@ -32,6 +32,7 @@ __all__ = [
     "cell_order",
     "new_figure",
     "palette",
+    "by_cell",
     "styled",
 ]
 
@@ -86,6 +87,13 @@ def palette(cells: Iterable[str]) -> dict[str, str]:
     """``{cell: colour}`` for seaborn's ``palette=`` argument, so every figure maps a preset to
     the same colour whichever presets it shows."""
     return {c: cell_color(c) for c in cells}
+
+
+def by_cell(cells: Iterable[str]) -> dict[str, object]:
+    """The seaborn arguments that colour data by cell preset in ``cells``' order, without a
+    legend (figures draw one shared legend)."""
+    cells = list(cells)
+    return {"hue": "cell", "hue_order": cells, "palette": palette(cells), "legend": False}
 
 
 P = ParamSpec("P")
