@@ -12,15 +12,12 @@ few dozen steps (Bengio et al. 1994); gated cells and the RNN remedies go much f
 from seqmem.analysis import ProbeConfig
 from seqmem.sweep import Study, main_for_study
 
+# Adam, batch 32, gradient clipping at norm 1, hidden 128: TrainConfig's defaults.
 STUDY = Study(
     name="adding_length",
     base={
         "task": "adding",
-        "optimizer": "adam",
         "lr": 3e-3,
-        "batch_size": 32,
-        "grad_clip": 1.0,
-        "hidden_size": 128,
         "max_steps": 6000,
         "eval_every": 200,
     },

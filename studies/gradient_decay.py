@@ -13,17 +13,13 @@ leading Lyapunov exponents.  The report shows the decay per cell and the fitted 
 from seqmem.analysis import ProbeConfig
 from seqmem.sweep import Study, main_for_study
 
+# Adam, batch 32, gradient clipping at norm 1, hidden 128: TrainConfig's defaults.
 STUDY = Study(
     name="gradient_decay",
     base={
-        "optimizer": "adam",
         "lr": 3e-3,
-        "batch_size": 32,
-        "grad_clip": 1.0,
-        "hidden_size": 128,
         "max_steps": 6000,
         "eval_every": 200,
-        "eval_batch_size": 256,
     },
     axes={
         "cell": ["rnn", "lstm", "gru", "irnn", "orthogonal_rnn"],
