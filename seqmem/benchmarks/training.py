@@ -160,6 +160,7 @@ def measure(cell: str, size: tuple[int, int, int], repeats: int, unrolled: bool)
 def run(quick: bool = False) -> pd.DataFrame:
     """Quick: 3 repeats, no unroll-loop comparison (well under a minute on 2 idle cores)."""
     repeats = 3 if quick else 7
+    torch.set_flush_denormal(True)  # both sides run as train() runs them: subnormals flushed
     rows = [row for cell in TORCH_NN for size in SIZES for row in measure(cell, size, repeats, not quick)]
     return pd.DataFrame(rows, columns=COLUMNS)
 
