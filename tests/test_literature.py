@@ -77,6 +77,8 @@ def test_hochreiter_table_skips_failed_runs_and_scales_wrong_to_2560(hochreiter_
     rnn = table.loc[("4", "rnn")]
     assert rnn["solved"] == "0/1" and math.isnan(rnn["sequences_mean"])
     assert table.loc[("4", "gru"), "wrong_per_2560"] == pytest.approx(round(0.01 * 256) * 10)  # 3 of 256
+    assert table.loc[("4", "gru"), "sequences_mean"] == 30_000
+    assert math.isnan(table.loc[("4", "gru"), "sequences_std"])  # one solved seed: no spread
     assert table.loc[("6b", "lstm"), "paper_sequences"] == 571_100
 
 

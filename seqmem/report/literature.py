@@ -84,7 +84,8 @@ def _mean_std(values: pd.Series) -> tuple[float, float]:
     values = values.dropna().astype(float)
     if values.empty:
         return math.nan, math.nan
-    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    # one value has no spread to estimate: NaN (shown blank), never a misleading 0
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else math.nan
 
 
 def hochreiter_table(runs: pd.DataFrame) -> pd.DataFrame:
