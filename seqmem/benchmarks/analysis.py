@@ -27,8 +27,6 @@ holds a core.  Rows:
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,26 +35,13 @@ import torch
 
 from seqmem.analysis import gradient_norms_by_lag, jacobian_norms_by_lag
 from seqmem.analysis.gradients import reference_loss
+from seqmem.benchmarks import medians
 from seqmem.model import SequenceModel, make_model
 from tasks import AddingTask, Batch
 
 LENGTH, HIDDEN, BATCH, JACOBIAN_BATCH = 200, 128, 64, 8
 CELLS = ("rnn", "lstm", "gru")
 GRADIENT_TARGET, NAIVE_TARGET, JACOBIAN_TARGET = 1.5, 0.05, 10.0
-
-
-def _medians(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function, run round-robin after one warm-up call each."""
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    for fn in functions.values():
-        fn()
-    for round_ in range(repeats):
-        names = list(functions) if round_ % 2 == 0 else list(reversed(functions))
-        for name in names:
-            start = time.perf_counter()
-            functions[name]()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _row(
@@ -122,7 +107,7 @@ def _run(quick: bool) -> pd.DataFrame:
         }
         if cell == "rnn":
             functions["naive"] = _naive(model, task, batch, stride)
-        times = _medians(functions, repeats if cell != "rnn" or not quick else 1)
+        times = medians(functions, repeats if cell != "rnn" or not quick else 1)
         note = f"one backward pass for all t vs one fused forward+backward; median of {repeats}"
         rows.append(
             _row("gradient_norms_by_lag", case, times["ours"], times["training"], GRADIENT_TARGET, note)
@@ -138,7 +123,7 @@ def _run(quick: bool) -> pd.DataFrame:
                 _row("gradient_norms_by_lag vs naive", case, times["ours"], naive, NAIVE_TARGET, note)
             )
         case = f"{cell} B={JACOBIAN_BATCH} T={LENGTH} H={HIDDEN}"
-        times = _medians(
+        times = medians(
             {
                 "spectral": lambda m=model: jacobian_norms_by_lag(m, small.inputs),
                 "products": lambda m=model: jacobian_norms_by_lag(m, small.inputs, spectral=False),

@@ -29,13 +29,12 @@ import io
 import os
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from seqmem.benchmarks import timings
 from seqmem.sweep import Study, run_study
 from seqmem.train import train
 
@@ -59,12 +58,6 @@ def make_study(quick: bool) -> Study:
     )
 
 
-def seconds(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def sweep(study: Study, workers: int) -> None:
     with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
         run_study(study, preset=None, out=out, workers=workers, progress=False)
@@ -86,11 +79,7 @@ def run(quick: bool = False) -> pd.DataFrame:
     repeats = 2 if quick else 5
     fns = {"bare": lambda: bare(study), "w1": lambda: sweep(study, 1), "w2": lambda: sweep(study, 2)}
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    warm = {name: seconds(fn) for name, fn in fns.items()}
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for round_ in range(repeats):
-        for name in list(fns)[:: 1 if round_ % 2 == 0 else -1]:
-            times[name].append(seconds(fns[name]))
+    warm, times = timings(fns, repeats)
     t = {name: statistics.median(ts) for name, ts in times.items()}
     steps = study.base["max_steps"]
     common = (

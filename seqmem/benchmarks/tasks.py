@@ -11,13 +11,11 @@ are timed in the same run, interleaved, after a warm-up; medians of repeats.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import pandas as pd
 import torch
 
+from seqmem.benchmarks import medians
 from tasks import (
     AddingTask,
     AssociativeRecallTask,
@@ -45,12 +43,6 @@ CASES: tuple[Task, ...] = (
 QUICK_CASES = CASES[:2]
 
 
-def seconds(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def measure(task: Task, repeats: int) -> dict[str, object]:
     generator = torch.Generator().manual_seed(0)
     batch = task.sample(BATCH_SIZE, generator)
@@ -64,12 +56,8 @@ def measure(task: Task, repeats: int) -> dict[str, object]:
     def sample() -> None:
         task.sample(BATCH_SIZE, generator)
 
-    sample(), train_pass()  # warm-up
-    ours, reference = [], []
-    for _ in range(repeats):  # interleaved, so load changes hit both sides alike
-        ours.append(seconds(sample))
-        reference.append(seconds(train_pass))
-    ours_s, reference_s = statistics.median(ours), statistics.median(reference)
+    times = medians({"ours": sample, "reference": train_pass}, repeats)
+    ours_s, reference_s = times["ours"], times["reference"]
     return {
         "benchmark": "task_sampling",
         "case": str(task),

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from seqmem.benchmarks import timings
 from seqmem.model import make_model
 from tasks import CopyTask, Task
 
@@ -42,23 +42,6 @@ GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 FLOP_TARGET_SIZE, FLOP_TARGET = (128, 200, 256), 0.5
 MATMUL_N = 2048
 COLUMNS = ["benchmark", "case", "ours_s", "reference_s", "ratio", "target", "meets_target", "note"]
-
-
-def seconds(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def timings(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Times of each function per round, run round-robin (order alternating) after one warm-up each."""
-    for fn in fns.values():
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for round_ in range(repeats):
-        for name in list(fns)[:: 1 if round_ % 2 == 0 else -1]:
-            times[name].append(seconds(fns[name]))
-    return times
 
 
 def paired(numerator: list[float], denominator: list[float]) -> float:
@@ -106,7 +89,7 @@ def measure(cell: str, size: tuple[int, int, int], repeats: int, unrolled: bool)
     batch_size, length, hidden = size
     task = CopyTask(delay=length - 20)  # length = delay + 2 * n_copy
     batch = task.sample(batch_size, torch.Generator().manual_seed(0))
-    t = timings(step_functions(cell, task, batch, hidden, unrolled), repeats)
+    t = timings(step_functions(cell, task, batch, hidden, unrolled), repeats)[1]
     med = {name: statistics.median(ts) for name, ts in t.items()}
     # seconds the step's FLOPs take at the matmul rate of each round
     at_rate = [
