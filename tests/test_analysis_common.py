@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from seqmem.analysis.common import as_dtype, lag_frame
+from seqmem.analysis.common import as_dtype, lag_frame, nan_quantiles
 from seqmem.cells import make_cell
 from seqmem.model import SequenceModel
 
@@ -38,6 +38,28 @@ def test_statistics_over_the_samples_at_each_lag(reference):
     np.testing.assert_allclose(frame["x_q10"], grouped["x"].quantile(0.1))
     np.testing.assert_allclose(frame["x_q90"], grouped["x"].quantile(0.9))
     np.testing.assert_array_equal(frame["t"], np.floor(grouped["t"].median()))
+
+
+@pytest.mark.parametrize(
+    "q, expected",
+    [
+        (0.1, [-np.inf, -np.inf, 3.2, 1.3]),
+        (0.5, [-np.inf, 1.5, 4.0, np.inf]),
+        (0.9, [-np.inf, 3.4, 4.8, np.inf]),
+    ],
+)
+def test_nan_quantiles_interpolate_linearly_and_keep_infinities(q, expected):
+    # columns sorted: [-inf]*3 + [0.5]; [-inf, 1, 2, 4]; [3, 5] (NaNs left out); [1, 2, inf, inf]
+    values = np.array(
+        [
+            [-np.inf, 1.0, np.nan, 1.0],
+            [-np.inf, 2.0, 3.0, np.inf],
+            [-np.inf, -np.inf, np.nan, 2.0],
+            [0.5, 4.0, 5.0, np.inf],
+        ]
+    )
+    with np.errstate(all="raise"):
+        np.testing.assert_allclose(nan_quantiles(values, [q])[0], expected, rtol=1e-12)
 
 
 def test_as_dtype_copies_and_never_converts_in_place():

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from seqmem.analysis import jacobian_norms_by_lag, lyapunov_spectrum
+from seqmem.analysis.jacobians import _spectral_norm
 from seqmem.cells import make_cell
 from seqmem.model import SequenceModel
 
@@ -103,6 +104,61 @@ def test_products_equal_brute_force_jacobians(preset):
         np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12 * expected.max())
 
 
+def _spread(values, size=48, seed=0):
+    """A (1, size, size) matrix with singular values ``values`` (padded with zeros)."""
+    generator = torch.Generator().manual_seed(seed)
+    u, v = (
+        torch.linalg.qr(torch.randn(size, size, generator=generator, dtype=torch.float64))[0] for _ in "uv"
+    )
+    sigma = torch.zeros(size, dtype=torch.float64)
+    sigma[: len(values)] = torch.as_tensor(values, dtype=torch.float64)
+    return (u * sigma) @ v.T
+
+
+SPECTRA = {
+    "dominant": ([5.0, 1.0, 0.5, 0.1], True),  # power iteration certifies it
+    "rank_one": ([2.0], True),
+    "flat": ([1.0] * 48, False),  # lambda_1 < trace / 2: LAPACK decides
+    "near_degenerate": ([1.0, 1.0 - 1e-7, 0.3], False),
+    "zero": ([], False),
+}
+
+
+@pytest.mark.parametrize("name", SPECTRA)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_spectral_norm_is_certified_or_falls_back(name, dtype, monkeypatch):
+    values, certifiable = SPECTRA[name]
+    matrix = _spread(values).to(dtype)[None]
+    if certifiable:  # the certified path must not need the eigen-decomposition
+        monkeypatch.setattr(torch.linalg, "eigvalsh", lambda *_: pytest.fail("fell back to eigvalsh"))
+    start = torch.full((1, 48), 48**-0.5, dtype=torch.float64)
+    norm, _ = _spectral_norm(matrix, start)
+    expected = torch.linalg.matrix_norm(matrix.double(), ord=2)
+    rtol = 2 * torch.finfo(dtype).eps if dtype == torch.float32 else 1e-12
+    np.testing.assert_allclose(norm, expected, rtol=rtol, atol=1e-300)
+
+
+def test_spectral_norm_is_not_fooled_by_a_start_on_the_second_direction():
+    # started exactly on the second singular direction, power iteration sits on sigma_2 with zero
+    # residual; the certificate (theta > trace / 2) must refuse it
+    u, _ = torch.linalg.qr(torch.randn(16, 16, dtype=torch.float64))
+    matrix = (u * torch.tensor([2.0, 1.9] + [0.0] * 14, dtype=torch.float64)) @ u.T
+    norm, _ = _spectral_norm(matrix[None], u[:, 1][None])
+    np.testing.assert_allclose(norm, [2.0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("preset", ["rnn", "lstm", "gru"])
+def test_long_products_spectral_norms_equal_svd(preset):
+    # long enough (and wide enough) that most lags take the certified power-iteration path
+    torch.manual_seed(1)
+    model = model_for(preset, hidden_size=16, dtype=torch.float32)
+    inputs = torch.randn(2, 30, 3)
+    frame = jacobian_norms_by_lag(model, inputs, dtype=torch.float64)
+    products = brute_force_products(model.double(), inputs.double())
+    expected = norms(products[..., :16, :16], 2)[:, frame["t"].to_numpy()]
+    np.testing.assert_allclose(frame["jacobian_spectral"], expected.mean(axis=0), rtol=1e-9)
+
+
 def test_lstm_cell_path_is_the_forget_gate_product():
     # Input gate shut (bias -60), forget gate set by its bias alone (its weights zero): the c rows
     # of every step Jacobian are [0, diag(f)], so dc_T/dc_{T-k} = diag(sigmoid(b_f)^k).
@@ -153,6 +209,16 @@ def test_lyapunov_diagonal_gives_logs_of_the_entries(k):
     frame = lyapunov_spectrum(model, torch.zeros(2, 400, 3, dtype=torch.float64), k, warmup=200)
     expected = np.sort(np.log(entries.abs().numpy()))[::-1][:k]
     np.testing.assert_allclose(frame["exponent"], expected, atol=1e-6)
+
+
+@pytest.mark.filterwarnings("error")
+def test_lyapunov_singular_jacobian_gives_minus_infinity_without_warnings():
+    # a zero row of W_hh: that direction is forgotten in one step, exponent log 0 = -inf
+    model = resting_rnn(torch.diag(torch.tensor([0.5, 0.0, 0.25], dtype=torch.float64)))
+    frame = lyapunov_spectrum(model, torch.zeros(3, 50, 3, dtype=torch.float64), 3, warmup=10)
+    np.testing.assert_allclose(frame["exponent"][:2], np.log([0.5, 0.25]), atol=1e-12)
+    last = frame.iloc[2]
+    assert np.isneginf([last["exponent"], last["median"], last["q10"], last["q90"]]).all()
 
 
 @pytest.mark.parametrize("preset", ["lstm", "gru"])

@@ -17,9 +17,13 @@ holds a core.  Rows:
   quick mode times every 10th t and scales up (says so in the note).
 - ``jacobian_norms_by_lag`` (batch 8, the probe's default): ours / forward+backward of the same
   8 sequences, target <= 10; once as used (spectral + Frobenius norms), once with
-  ``spectral=False`` to separate the Jacobian products from the eigen-decompositions.  The
-  probe runs it on 8 sequences beside a 64-sequence probe batch, so a third row puts the
-  spectral run next to one forward+backward of those 64 (what a probe's gradient pass costs).
+  ``spectral=False`` to separate the Jacobian products from the spectral norms.  The probe runs
+  it on 8 sequences beside a 64-sequence probe batch, so a third row puts the spectral run next
+  to one forward+backward of those 64 (what a probe's gradient pass costs).  Exact products
+  cost more flops than a training pass on as many sequences, whatever the code: per sample and
+  step the product takes an (S x S) @ (S x H) matmul (S = H; 2H for an LSTM's (h, c)), 2 S^2 H
+  flops, where forward+backward takes about 6 G H^2 (G = 1, 4, 3 gate blocks for RNN, LSTM,
+  GRU): H / 3 = 43x for the RNN and LSTM and H / 9 = 14x for the GRU at H = 128.
 
     python -m seqmem.benchmarks.analysis [--quick] [--json PATH]
 """
