@@ -122,6 +122,19 @@ def test_arjovsky_table_reports_loss_over_baseline_and_the_papers_baselines():
     assert "15%" in rnn["note"]
 
 
+def test_arjovsky_table_counts_diverged_runs_apart_from_the_losses():
+    exploded = arjovsky_run("copy", 100, "irnn", 1e24, 1) | {"status": "diverged"}
+    nan = arjovsky_run("copy", 200, "irnn", math.nan) | {"status": "diverged"}
+    runs = pd.DataFrame([arjovsky_run("copy", 100, "irnn", 0.5, 0), exploded, nan])
+    table = arjovsky_table(runs).set_index(["task", "T", "cell"])
+    both = table.loc[("copy", 100, "irnn")]
+    assert both["diverged"] == "1/2" and both["loss_over_baseline"] == pytest.approx(0.5)
+    assert both["below_baseline"] == pytest.approx(0.5)  # the diverged run does not count as below
+    alone = table.loc[("copy", 200, "irnn")]
+    assert alone["diverged"] == "1/1" and math.isnan(alone["loss_over_baseline"])
+    assert alone["below_baseline"] == 0.0
+
+
 def test_literature_section_only_for_reproduction_studies(hochreiter_runs):
     frames = SimpleNamespace(runs=hochreiter_runs)
     assert literature_section(frames, {"name": "copy_length"}) is None

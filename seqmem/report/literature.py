@@ -145,13 +145,14 @@ def hochreiter_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 def arjovsky_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per task, T (copy: delay, adding: length) and cell: final loss (mean ± sample std over
-    seeds), our memoryless baseline and the paper's, final loss / baseline, the fraction of runs
-    below 0.9 x baseline (using memory at all), solved runs, and the paper's finding where it
-    states one.  ``note`` gives the optimiser-step budget against the paper's 20,000."""
+    the seeds that did not diverge), our memoryless baseline and the paper's, final loss /
+    baseline, the fraction of runs below 0.9 x baseline (using memory at all; a diverged run is
+    not), solved and diverged runs, and the paper's finding where it states one.  ``note`` gives
+    the optimiser-step budget against the paper's 20,000."""
     columns = [
         "task", "T", "cell", "hidden_size", "runs", "final_loss_mean", "final_loss_std", "baseline",
-        "paper_baseline", "loss_over_baseline", "below_baseline", "solved", "paper_finding", "note",
-        "source",
+        "paper_baseline", "loss_over_baseline", "below_baseline", "solved", "diverged",
+        "paper_finding", "note", "source",
     ]  # fmt: skip
     needed = {"task", "cell", "status", "final_loss", "final_loss_ratio"}
     if runs.empty or not needed <= set(runs.columns):
@@ -163,8 +164,10 @@ def arjovsky_table(runs: pd.DataFrame) -> pd.DataFrame:
     runs["T"] = size
     rows = []
     for (task, T, cell), group in runs.dropna(subset=["T"]).groupby(["task", "T", "cell"], sort=False):
-        mean, std = _mean_std(group["final_loss"])
-        ratio = group["final_loss_ratio"].astype(float)
+        diverged = group["status"] == "diverged"
+        finite = group[~diverged]  # a diverged run's last loss (1e24, NaN) says only that it diverged
+        mean, std = _mean_std(finite["final_loss"])
+        ratio = finite["final_loss_ratio"].astype(float)
         steps = group["max_steps"].max() if "max_steps" in group else math.nan
         rows.append(
             {
@@ -175,11 +178,12 @@ def arjovsky_table(runs: pd.DataFrame) -> pd.DataFrame:
                 "runs": len(group),
                 "final_loss_mean": mean,
                 "final_loss_std": std,
-                "baseline": float((group["final_loss"] / ratio).mean()),
+                "baseline": float((finite["final_loss"] / ratio).mean()) if len(finite) else math.nan,
                 "paper_baseline": _paper_baseline(task, int(T)),
-                "loss_over_baseline": float(ratio.mean()),
-                "below_baseline": float((ratio < 0.9).mean()),
+                "loss_over_baseline": float(ratio.mean()) if len(finite) else math.nan,
+                "below_baseline": float((ratio < 0.9).sum() / len(group)),
                 "solved": f"{int((group['status'] == 'solved').sum())}/{len(group)}",
+                "diverged": f"{int(diverged.sum())}/{len(group)}",
                 "note": (
                     f"{len(group)} seed(s); {steps:,.0f} steps = {steps / ARJOVSKY_ITERATIONS:.0%} of the "
                     f"paper's {ARJOVSKY_ITERATIONS:,}"
