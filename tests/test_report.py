@@ -385,6 +385,27 @@ def test_condition_labels_are_per_task_in_mixed_studies():
     ]
 
 
+def test_condition_labels_leave_out_settings_that_belong_to_a_cell():
+    # Arjovsky et al.'s sizes: hidden size set per cell is the cell's, not a condition; varied
+    # across every cell it is one
+    runs = make_frames(cells=("rnn", "lstm")).runs
+    per_cell = runs.assign(hidden_size=runs["cell"].map({"rnn": 80, "lstm": 40}))
+    assert list(figures.condition_labels(per_cell).cat.categories) == ["adding, length=30", "adding, length=120"]
+    swept = runs.assign(hidden_size=np.where(runs["seed"] == 0, 40, 80))
+    assert "adding, length=30, hidden_size=40" in list(figures.condition_labels(swept).cat.categories)
+
+
+def test_learning_curves_clip_a_diverging_run(frames):
+    metrics = frames.metrics.copy()
+    exploding = (metrics["cell"] == "rnn") & (metrics["step"] == metrics["step"].max())
+    metrics.loc[exploding, "loss_ratio"] = 1e24
+    fig = figures.learning_curves(metrics)
+    axes = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    assert all(ax.get_ylim()[1] == 3.0 for ax in axes)
+    assert "clipped at 1,000x the baseline" in fig._suptitle.get_text()
+    assert "clipped" not in figures.learning_curves(frames.metrics)._suptitle.get_text()
+
+
 @pytest.mark.parametrize(
     ("varying", "expected"), [("length", "length"), ("delay", "delay"), ("hidden_size", None)]
 )

@@ -104,6 +104,14 @@ def _condition_columns(runs: pd.DataFrame) -> list[str]:
     return [c for c in config_columns(runs) if c not in _NOT_CONDITIONS and _varying(runs, c)]
 
 
+def _set_by_cell(runs: pd.DataFrame, column: str) -> bool:
+    """Whether ``column`` holds one value per cell (a per-cell override such as Arjovsky et al.'s
+    hidden sizes): a property of the cell, shown with it, not a condition of its own."""
+    if "cell" not in runs or not _varying(runs, "cell"):
+        return False
+    return bool((runs.groupby("cell", observed=True)[column].agg(lambda v: v.map(repr).nunique()) == 1).all())
+
+
 def difficulty_column(runs: pd.DataFrame) -> str | None:
     """The numeric task parameter that varies across runs (``delay``/``length`` first), or None."""
     varying = [
@@ -125,7 +133,8 @@ def format_value(value: object) -> str:
 
 
 def condition_labels(runs: pd.DataFrame, exclude: Sequence[str] = ()) -> pd.Series:
-    """Per run_id, a label naming its task and every setting that varies across that task's runs.
+    """Per run_id, a label naming its task and every setting that varies across that task's runs
+    (other than the cell's own settings: one value per cell, see ``_set_by_cell``).
 
     Returns an ordered categorical Series (index ``run_id``, name ``condition``), e.g.
     ``"copy, delay=100"``; categories follow the task name, then the numeric order of the
@@ -135,7 +144,11 @@ def condition_labels(runs: pd.DataFrame, exclude: Sequence[str] = ()) -> pd.Seri
     groups = runs.groupby("task", sort=True) if "task" in runs else [("all runs", runs)]
     labels = []
     for task, group in groups:
-        columns = [c for c in _condition_columns(group) if c != "task" and c not in exclude]
+        columns = [
+            c
+            for c in _condition_columns(group)
+            if c != "task" and c not in exclude and not _set_by_cell(group, c)
+        ]
         group = group.sort_values(columns, kind="stable") if columns else group
         label = pd.Series(str(task), index=group.index)
         for column in columns:
@@ -452,6 +465,9 @@ def gradient_heatmap(analysis: pd.DataFrame) -> Figure | None:
 # --------------------------------------------------------------------------- 3. learning curves
 
 
+_LOSS_CLIP = 3.0  # log10 of the highest loss / baseline a learning-curve panel shows
+
+
 @styled
 def learning_curves(metrics: pd.DataFrame) -> Figure | None:
     """loss / memoryless-baseline loss vs sequences seen (log y), one line per cell, a panel per
@@ -466,9 +482,13 @@ def learning_curves(metrics: pd.DataFrame) -> Figure | None:
     ncols = min(3, len(facets))
     nrows = -(-len(facets) // ncols)
     fig, axes = new_figure(nrows, ncols, panel=(4.4, 3.2))
+    clipped = False
     for ax, (condition, rows) in zip(axes.flat, facets, strict=False):
         _seed_lines(ax, rows, "sequences_seen", cells)
         _baseline(ax)
+        if ax.get_ylim()[1] > _LOSS_CLIP:  # a diverging run would squash every other curve flat
+            ax.set_ylim(top=_LOSS_CLIP)
+            clipped = True
         ax.set_title(condition)
         ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
         _log10_axis(ax.yaxis, plain=True)
@@ -481,7 +501,8 @@ def learning_curves(metrics: pd.DataFrame) -> Figure | None:
     handles = _cell_handles(cells)
     handles.append(Line2D([], [], label="memoryless baseline", **_BASELINE_STYLE))
     _legend(fig, handles)
-    fig.suptitle(f"Learning curves (lines: geometric mean, {_BAND})")
+    clip = f"; clipped at {10**_LOSS_CLIP:,.0f}x the baseline" if clipped else ""
+    fig.suptitle(f"Learning curves (lines: geometric mean, {_BAND}{clip})")
     return fig
 
 
