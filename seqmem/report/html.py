@@ -120,8 +120,9 @@ def _median_by(fits: pd.DataFrame, keys: list[str], phase: str, column: str) -> 
 
 
 def summary_table(frames: StudyFramesLike, fits: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per condition and cell: runs, solved, diverged, failed, median final loss_ratio,
-    and the median fitted decay factor / memory horizon at init and final.
+    """One row per condition and cell: runs, solved, diverged, failed, median final loss_ratio
+    (over the runs that neither failed nor diverged), and the median fitted decay factor /
+    memory horizon at init and final.
 
     ``frames`` has ``.runs`` (and ``.analysis``, used to fit the decay when ``fits`` is None and
     ``seqmem.analysis`` is importable).  Decay columns are NaN when no fit is available.
@@ -153,7 +154,9 @@ def _summary(runs: pd.DataFrame, fits: pd.DataFrame | None) -> pd.DataFrame:
     status = runs["status"] if "status" in runs else pd.Series("", index=runs.index)
     solved = runs["solved"].astype("boolean").fillna(False) if "solved" in runs else status == "solved"
     finished = status != "failed"
-    ratio = runs["final_loss_ratio"].where(finished) if "final_loss_ratio" in runs else np.nan
+    # a diverged run's last loss (1e24, NaN) says only that it diverged: counted, not averaged
+    learned = finished & (status != "diverged")
+    ratio = runs["final_loss_ratio"].where(learned) if "final_loss_ratio" in runs else np.nan
     table = (
         runs.assign(
             _solved=solved.astype(int),
