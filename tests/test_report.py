@@ -390,7 +390,10 @@ def test_condition_labels_leave_out_settings_that_belong_to_a_cell():
     # across every cell it is one
     runs = make_frames(cells=("rnn", "lstm")).runs
     per_cell = runs.assign(hidden_size=runs["cell"].map({"rnn": 80, "lstm": 40}))
-    assert list(figures.condition_labels(per_cell).cat.categories) == ["adding, length=30", "adding, length=120"]
+    assert list(figures.condition_labels(per_cell).cat.categories) == [
+        "adding, length=30",
+        "adding, length=120",
+    ]
     swept = runs.assign(hidden_size=np.where(runs["seed"] == 0, 40, 80))
     assert "adding, length=30, hidden_size=40" in list(figures.condition_labels(swept).cat.categories)
 

@@ -137,18 +137,20 @@ def _spectral_norm(
     (2 theta - 1) certifies it.  Along a Jacobian product the left singular vector barely moves
     from lag to lag and the product soon has one dominant direction, so a few matrix-vector
     products certify most blocks; the rest (short lags, flat spectra) get LAPACK's symmetric
-    eigen-decomposition, exact and about 30x the cost.  Float64, at unit Frobenius norm, so
-    nothing overflows or turns subnormal.
+    eigen-decomposition, exact and about 30x the cost.  At unit Frobenius norm, so nothing
+    overflows; the eigen-decomposition in float64.
     """
     rtol = max(torch.finfo(blocks.dtype).eps, 1e-12)
-    blocks = blocks.double()
-    frobenius = torch.linalg.matrix_norm(blocks).clamp_min(torch.finfo(blocks.dtype).tiny)
-    unit = blocks / frobenius[:, None, None]
+    frobenius = torch.linalg.matrix_norm(blocks).double().clamp_min(torch.finfo(torch.float64).tiny)
+    if frobenius.min() < 1e-30:  # float32 entries this small lose digits: work in float64
+        blocks = blocks.double()
+    # matrix-vector products in the blocks' precision, every sum of squares in float64
+    unit = blocks / frobenius.to(blocks.dtype)[:, None, None]
     u, previous = start, torch.zeros_like(frobenius)
     for _ in range(max_iter):
-        w = (unit.mT @ u[..., None])[..., 0]
-        theta = w.square().sum(-1)
-        gu = (unit @ w[..., None])[..., 0]
+        w = (unit.mT @ u.to(unit.dtype)[..., None])[..., 0]
+        theta = w.double().square().sum(-1)
+        gu = (unit @ w[..., None])[..., 0].double()
         residual = (gu - theta[:, None] * u).square().sum(-1)
         gap = 2 * theta - 1
         certified = (gap > 0) & (residual <= rtol * theta * gap)
@@ -160,8 +162,8 @@ def _spectral_norm(
         previous = theta
     rest = ~certified
     if bool(rest.any()):
-        gram = unit[rest] @ unit[rest].mT
-        theta = theta.masked_scatter(rest, torch.linalg.eigvalsh(gram)[:, -1].clamp_min(0))
+        exact = unit[rest].double()
+        theta = theta.masked_scatter(rest, torch.linalg.eigvalsh(exact @ exact.mT)[:, -1].clamp_min(0))
     return theta.sqrt() * frobenius, u
 
 
