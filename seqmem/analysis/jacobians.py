@@ -125,11 +125,12 @@ def forget_product(forget: torch.Tensor) -> torch.Tensor:
 
 
 def _spectral_norm(
-    blocks: torch.Tensor, start: torch.Tensor, max_iter: int = 30
+    blocks: torch.Tensor, frobenius: torch.Tensor, start: torch.Tensor, max_iter: int = 30
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Largest singular values of (N, m, n) matrices, each certified to the relative precision
-    the blocks carry (their dtype's machine epsilon, at least 1e-12, on its square), and each
-    one's left power iterate (N, m), the warm start for the next call.
+    """Largest singular values of (N, m, n) matrices with Frobenius norms ``frobenius`` (N,),
+    each certified to the relative precision the blocks carry (their dtype's machine epsilon,
+    at least 1e-12, on its square), and each one's left power iterate (N, m), the warm start for
+    the next call.
 
     Power iteration on G = A A^T / ||A||_F^2 (trace 1) from ``start``: theta = u^T G u is a
     lower bound on lambda_1, and once theta > 1/2 every other eigenvalue is at most
@@ -137,20 +138,20 @@ def _spectral_norm(
     (2 theta - 1) certifies it.  Along a Jacobian product the left singular vector barely moves
     from lag to lag and the product soon has one dominant direction, so a few matrix-vector
     products certify most blocks; the rest (short lags, flat spectra) get LAPACK's symmetric
-    eigen-decomposition, exact and about 30x the cost.  At unit Frobenius norm, so nothing
-    overflows; the eigen-decomposition in float64.
+    eigen-decomposition, exact and about 30x the cost, in float64.
     """
     rtol = max(torch.finfo(blocks.dtype).eps, 1e-12)
-    frobenius = torch.linalg.matrix_norm(blocks).double().clamp_min(torch.finfo(torch.float64).tiny)
+    frobenius = frobenius.double().clamp_min(torch.finfo(torch.float64).tiny)
     if frobenius.min() < 1e-30:  # float32 entries this small lose digits: work in float64
         blocks = blocks.double()
-    # matrix-vector products in the blocks' precision, every sum of squares in float64
-    unit = blocks / frobenius.to(blocks.dtype)[:, None, None]
+    # matrix-vector products in the blocks' precision (scaled vectors, not a scaled copy of the
+    # blocks), every sum of squares in float64
+    inverse = (1 / frobenius)[:, None]
     u, previous = start, torch.zeros_like(frobenius)
     for _ in range(max_iter):
-        w = (unit.mT @ u.to(unit.dtype)[..., None])[..., 0]
+        w = (blocks.mT @ (u * inverse).to(blocks.dtype)[..., None])[..., 0]
         theta = w.double().square().sum(-1)
-        gu = (unit @ w[..., None])[..., 0].double()
+        gu = (blocks @ w[..., None])[..., 0].double() * inverse
         residual = (gu - theta[:, None] * u).square().sum(-1)
         gap = 2 * theta - 1
         certified = (gap > 0) & (residual <= rtol * theta * gap)
@@ -162,7 +163,7 @@ def _spectral_norm(
         previous = theta
     rest = ~certified
     if bool(rest.any()):
-        exact = unit[rest].double()
+        exact = blocks[rest].double() / frobenius[rest][:, None, None]
         theta = theta.masked_scatter(rest, torch.linalg.eigvalsh(exact @ exact.mT)[:, -1].clamp_min(0))
     return theta.sqrt() * frobenius, u
 
@@ -225,9 +226,10 @@ def jacobian_norms_by_lag(
             factor = torch.exp(log_scale)
             for name, rows in blocks.items():
                 block = product[:, rows, rows]
-                norms[f"{name}_frobenius"][:, t] = torch.linalg.matrix_norm(block).double() * factor
+                frobenius = torch.linalg.matrix_norm(block).double()
+                norms[f"{name}_frobenius"][:, t] = frobenius * factor
                 if spectral:
-                    spectral_norm, starts[name] = _spectral_norm(block, starts[name])
+                    spectral_norm, starts[name] = _spectral_norm(block, frobenius, starts[name])
                     norms[f"{name}_spectral"][:, t] = spectral_norm * factor
                 if last - t in spectrum_at:
                     values = (torch.linalg.svdvals(block).double() * factor[:, None]).cpu()
