@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from seqmem.analysis import jacobian_norms_by_lag, lyapunov_spectrum
-from seqmem.analysis.jacobians import _spectral_norm
+from seqmem.analysis.jacobians import _spectral_norm, _square
 from seqmem.cells import make_cell
 from seqmem.model import SequenceModel
 
@@ -105,7 +105,7 @@ def test_products_equal_brute_force_jacobians(preset):
 
 
 def _spread(values, size=48, seed=0):
-    """A (1, size, size) matrix with singular values ``values`` (padded with zeros)."""
+    """A (size, size) matrix with singular values ``values`` (padded with zeros)."""
     generator = torch.Generator().manual_seed(seed)
     u, v = (
         torch.linalg.qr(torch.randn(size, size, generator=generator, dtype=torch.float64))[0] for _ in "uv"
@@ -118,6 +118,8 @@ def _spread(values, size=48, seed=0):
 SPECTRA = {
     "dominant": ([5.0, 1.0, 0.5, 0.1], True),  # power iteration certifies it
     "rank_one": ([2.0], True),
+    # lambda_1 < trace / 2 but well separated: the trace of G^2q certifies it, no LAPACK
+    "spread_tail": ([3.0, 1.5] + [1.0] * 30, True),
     "flat": ([1.0] * 48, False),  # lambda_1 < trace / 2: LAPACK decides
     "near_degenerate": ([1.0, 1.0 - 1e-7, 0.3], False),
     "zero": ([], False),
@@ -138,13 +140,58 @@ def test_spectral_norm_is_certified_or_falls_back(name, dtype, monkeypatch):
     np.testing.assert_allclose(norm, expected, rtol=rtol, atol=1e-300)
 
 
-def test_spectral_norm_is_not_fooled_by_a_start_on_the_second_direction():
+@pytest.mark.parametrize(
+    "values",
+    [[2.0, 1.9] + [0.0] * 30, [2.0, 1.9] + [0.5] * 30],  # power iteration's case, the squarings' case
+    ids=["two_directions", "spread_tail"],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_spectral_norm_is_not_fooled_by_a_start_on_the_second_direction(values, dtype):
     # started exactly on the second singular direction, power iteration sits on sigma_2 with zero
-    # residual; the certificate (theta > trace / 2) must refuse it
-    u, _ = torch.linalg.qr(torch.randn(16, 16, dtype=torch.float64))
-    matrix = (u * torch.tensor([2.0, 1.9] + [0.0] * 14, dtype=torch.float64)) @ u.T
+    # residual; the certificates (theta > trace / 2, theta > the tr(G^2q) bound) must refuse it
+    u, _ = torch.linalg.qr(
+        torch.randn(32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    )
+    matrix = ((u * torch.tensor(values, dtype=torch.float64)) @ u.T).to(dtype)
     norm, _ = _spectral_norm(matrix[None], torch.linalg.matrix_norm(matrix)[None], u[:, 1][None])
-    np.testing.assert_allclose(norm, [2.0], rtol=1e-12)
+    expected = torch.linalg.matrix_norm(matrix.double(), ord=2)
+    np.testing.assert_allclose(
+        norm, [expected], rtol=2 * torch.finfo(dtype).eps if dtype == torch.float32 else 1e-12
+    )
+
+
+@pytest.mark.parametrize(
+    "values, useful",
+    # a flat spectrum's worst case grows the relative error 2 sqrt(n) per squaring (and is
+    # left to LAPACK); with a dominant direction it stays near float32's epsilon
+    [([1.0] * 64, 1.0), ([3.0, 1.5] + [1.0] * 40, 1e-3), ([2.0, 1.0, 0.5, 0.25], 1e-4)],
+    ids=["flat", "spread", "decaying"],
+)
+def test_squaring_error_bound_covers_float32_rounding(values, useful):
+    # the certificate's bound on tr(G^2q) is only as good as the tracked rounding error of the
+    # float32 powers: against float64 powers of the same G it must hold, and stay useful
+    gram = _spread(values, size=64)
+    gram = gram @ gram.T / torch.linalg.matrix_norm(gram).square()  # trace 1
+    power = gram.float()[None]
+    error = torch.linalg.matrix_norm(power.double() - gram).item()
+    exact, c = gram, torch.ones(1, dtype=torch.float64)
+    for _ in range(4):
+        power, factor, error = _square(power, torch.linalg.matrix_norm(power).double(), error)
+        exact, c = exact @ exact, c.square() / factor
+        actual = torch.linalg.matrix_norm(power.double() - exact / c)
+        assert (actual <= error).all() and (error < useful).all(), (actual, error)
+
+
+def test_spectral_norm_near_degenerate_top_over_a_spread_tail():
+    # sigma_2 / sigma_1 = 1 - 1e-4 over a spread tail, in float32: the squarings' bound must not
+    # claim a gap the rounding of G^q hides; whatever path it takes, the value must be sigma_1
+    values = [1.0, 1.0 - 1e-4] + [0.7] * 40
+    matrix = _spread(values, size=64).float()[None]
+    start = torch.full((1, 64), 64**-0.5, dtype=torch.float64)
+    norm, _ = _spectral_norm(matrix, torch.linalg.matrix_norm(matrix), start)
+    np.testing.assert_allclose(
+        norm, torch.linalg.matrix_norm(matrix.double(), ord=2), rtol=2 * torch.finfo(torch.float32).eps
+    )
 
 
 @pytest.mark.parametrize("preset", ["rnn", "lstm", "gru"])

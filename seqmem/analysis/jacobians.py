@@ -7,7 +7,11 @@ per step) and from the right to push the Lyapunov frame forward, J_t Q_{t-1}.  T
 (below, per cell) are exactly the derivatives autograd takes of ``cell.recur``; the tests check
 them against ``torch.autograd.functional.jacobian``.  An LSTM's J_t has diagonal c columns
 (dc_t/dc_{t-1} = diag(f), dh_t/dc_{t-1} = diag(o tanh'(c_t) f)), so only its h columns are
-stored dense: P J costs one (2H x 2H) @ (2H x H) matmul per sample instead of a 2H-cube.
+stored dense: P J costs two (2H x H) @ (H x H) matmuls per sample instead of a 2H-cube.  The
+dense rows sum_g diag(coefficient_g) W_g are written by one batched matmul over units (see
+``_gate_rows``).  Spectral norms of the products' blocks are certified, not estimated: power
+iteration where one direction dominates, bounds from traces of repeated squares where the
+spectrum is spread, LAPACK where it is flat.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from tasks.base import check_int
 
 __all__ = ["jacobian_norms_by_lag", "lyapunov_spectrum", "forget_product"]
 
-# J_t as (dense, diagonal): dense (B, S, H) is the h columns ds_t/dh_{t-1}; diagonal (B, S) or None
-# holds the LSTM's c columns, diag(diagonal[:, :H]) above diag(diagonal[:, H:])
-StepJacobian = tuple[torch.Tensor, torch.Tensor | None]
+# J_t as (dense, diagonal).  dense: one (B, H, H) block per state block, ds_t/dh_{t-1} split by
+# rows: (dh_t/dh_{t-1},) or (dh_t/dh_{t-1}, dc_t/dh_{t-1}).  diagonal: None, or the
+# LSTM's c columns (a, f), dh_t/dc_{t-1} = diag(a) and dc_t/dc_{t-1} = diag(f), each (B, H)
+StepJacobian = tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, torch.Tensor] | None]
 
 
 def _check_inputs(model: SequenceModel, inputs: torch.Tensor) -> None:
@@ -39,11 +44,24 @@ def _check_inputs(model: SequenceModel, inputs: torch.Tensor) -> None:
         )
 
 
+def _gate_rows(coefficients: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """sum_g diag(coefficients[:, r, :, g]) @ weights[:, g] for every r, as (B, H, H) blocks.
+
+    ``coefficients`` is (B, R, H, G), ``weights`` (H, G, H) (row h of each gate's W_hh).  One
+    batched matmul over units h, (R B x G) @ (G x H), writes every row once: summing G scaled
+    copies of W_hh instead would pass over the (B, H, H) blocks 2G times.
+    """
+    batch, count, hidden, gates = coefficients.shape
+    flat = coefficients.permute(2, 1, 0, 3).reshape(hidden, count * batch, gates)
+    rows = torch.bmm(flat, weights).view(hidden, count, batch, hidden)
+    return tuple(rows[:, r].transpose(0, 1) for r in range(count))
+
+
 def _step_jacobians(
     model: SequenceModel, inputs: torch.Tensor
-) -> tuple[Callable[[int], StepJacobian], dict[str, torch.Tensor]]:
-    """``jacobian(t)``: ds_t/ds_{t-1} of step t (0-based) of ``model`` run on ``inputs``, per
-    sample, and the gates (B, L, H) of that run."""
+) -> tuple[Callable[[int, torch.Tensor | None], StepJacobian], dict[str, torch.Tensor]]:
+    """``jacobian(t, scale)``: ds_t/ds_{t-1} of step t (0-based) of ``model`` run on ``inputs``,
+    per sample, times ``scale`` (B,) when given, and the gates (B, L, H) of that run."""
     cell = model.cell
     with torch.no_grad():
         _, unrolled = model(inputs, return_states=True)
@@ -51,69 +69,67 @@ def _step_jacobians(
         h = torch.stack([initial[0], *unrolled.h], dim=1)  # h[:, t] = state before step t
         c = None if unrolled.c is None else torch.stack([initial[1], *unrolled.c], dim=1)
     gates = unrolled.gates
-    weights = cell.weight_hh.detach().split(cell.hidden_size, dim=0)  # per gate (H, H)
+    hidden = cell.hidden_size
+    weight_hh = cell.weight_hh.detach()
+    by_unit = weight_hh.view(-1, hidden, hidden).transpose(0, 1).contiguous()  # (H, G, H)
 
-    def rows(scale: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return scale[..., None] * weight  # diag(scale) @ weight
-
-    def jacobian(t: int) -> StepJacobian:
+    def jacobian(t: int, scale: torch.Tensor | None = None) -> StepJacobian:
+        one = (h.new_ones(h.shape[0]) if scale is None else scale)[:, None]
         with torch.no_grad():
             if isinstance(cell, RNNCell):  # diag(phi'(a)) W_hh, phi' from the output h_t
                 after = h[:, t + 1]
                 slope = 1 - after.square() if cell.nonlinearity == "tanh" else (after > 0).to(after.dtype)
-                return rows(slope, weights[0]), None
+                return ((slope * one)[..., None] * weight_hh,), None
             if isinstance(cell, GRUCell):  # h_t = n + z (h - n), n = tanh(x_n + r (W_n h + b_n))
                 before, r, z, n = h[:, t], gates["r"][:, t], gates["z"][:, t], gates["n"][:, t]
-                w_r, w_z, w_n = weights
-                h_n = F.linear(before, w_n, cell.bias_hh.detach().split(cell.hidden_size)[2])
+                h_n = F.linear(before, weight_hh[2 * hidden :], cell.bias_hh.detach()[2 * hidden :])
                 through_n = (1 - z) * (1 - n.square())
-                dense = (
-                    torch.diag_embed(z)
-                    + rows(through_n * h_n * r * (1 - r), w_r)
-                    + rows((before - n) * z * (1 - z), w_z)
-                    + rows(through_n * r, w_n)
+                coefficients = torch.stack(
+                    [through_n * h_n * r * (1 - r), (before - n) * z * (1 - z), through_n * r], dim=-1
                 )
-                return dense, None
+                (dense,) = _gate_rows((coefficients * one[..., None])[:, None], by_unit)
+                dense.diagonal(dim1=-2, dim2=-1).add_(z * one)
+                return (dense,), None
             if isinstance(cell, LSTMCell):  # c_t = f c + i g, h_t = o tanh(c_t)
                 i, f, g, o = (gates[k][:, t] for k in "ifgo")
-                w_i, w_f, w_g, w_o = weights
                 squash = torch.tanh(c[:, t + 1])
                 to_h = o * (1 - squash.square())  # dh_t/dc_t
                 # a no-forget LSTM reports f = 1, so f (1 - f) drops its (zero) f rows too
-                cell_h = (
-                    rows(c[:, t] * f * (1 - f), w_f)
-                    + rows(g * i * (1 - i), w_i)
-                    + rows(i * (1 - g.square()), w_g)
+                no_o = torch.zeros_like(o)
+                cell_h = torch.stack(
+                    [g * i * (1 - i), c[:, t] * f * (1 - f), i * (1 - g.square()), no_o], dim=-1
                 )
-                hidden_h = rows(squash * o * (1 - o), w_o) + to_h[..., None] * cell_h
-                return torch.cat([hidden_h, cell_h], dim=1), torch.cat([to_h * f, f], dim=-1)
+                hidden_h = to_h[..., None] * cell_h
+                hidden_h[..., 3] = squash * o * (1 - o)
+                coefficients = torch.stack([hidden_h, cell_h], dim=1) * one[:, None, :, None]
+                return _gate_rows(coefficients, by_unit), (to_h * f * one, f * one)
         raise TypeError(f"cell={type(cell).__name__} has no closed-form Jacobian")
 
     return jacobian, gates
 
 
-def _pull(product: torch.Tensor, jacobian: StepJacobian) -> torch.Tensor:
-    """product @ J for ``product`` (B, R, S)."""
+def _pull(columns: tuple[torch.Tensor, ...], jacobian: StepJacobian) -> tuple[torch.Tensor, ...]:
+    """P @ J for P given by its column blocks ``columns`` (B, R, H) each, one per state block."""
     dense, diagonal = jacobian
-    out = product @ dense
+    out = torch.bmm(columns[0], dense[0])
+    for block, rows in zip(columns[1:], dense[1:], strict=True):
+        out.baddbmm_(block, rows)
     if diagonal is None:
-        return out
-    hidden = dense.shape[-1]
-    to_c = (
-        product[..., :hidden] * diagonal[:, None, :hidden]
-        + product[..., hidden:] * diagonal[:, None, hidden:]
-    )
-    return torch.cat([out, to_c], dim=-1)
+        return (out,)
+    to_h, to_c = diagonal
+    return out, torch.addcmul(columns[1] * to_c[:, None], columns[0], to_h[:, None])
 
 
 def _push(jacobian: StepJacobian, frame: torch.Tensor) -> torch.Tensor:
     """J @ frame for ``frame`` (B, S, k)."""
     dense, diagonal = jacobian
-    hidden = dense.shape[-1]
-    out = dense @ frame[:, :hidden]
-    if diagonal is None:
-        return out
-    return out + diagonal[..., None] * frame[:, hidden:].repeat(1, 2, 1)
+    hidden = dense[0].shape[-1]
+    out = [rows @ frame[:, :hidden] for rows in dense]
+    if diagonal is not None:
+        out = [
+            block + scale[..., None] * frame[:, hidden:] for block, scale in zip(out, diagonal, strict=True)
+        ]
+    return torch.cat(out, dim=1)
 
 
 def forget_product(forget: torch.Tensor) -> torch.Tensor:
@@ -124,48 +140,183 @@ def forget_product(forget: torch.Tensor) -> torch.Tensor:
     return later.exp().mean(dim=-1)
 
 
-def _spectral_norm(
-    blocks: torch.Tensor, frobenius: torch.Tensor, start: torch.Tensor, max_iter: int = 30
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Largest singular values of (N, m, n) matrices with Frobenius norms ``frobenius`` (N,),
-    each certified to the relative precision the blocks carry (their dtype's machine epsilon,
-    at least 1e-12, on its square), and each one's left power iterate (N, m), the warm start for
-    the next call.
-
-    Power iteration on G = A A^T / ||A||_F^2 (trace 1) from ``start``: theta = u^T G u is a
-    lower bound on lambda_1, and once theta > 1/2 every other eigenvalue is at most
-    1 - lambda_1 < 1/2 < theta, so the Kato-Temple bound lambda_1 - theta <= |G u - theta u|^2 /
-    (2 theta - 1) certifies it.  Along a Jacobian product the left singular vector barely moves
-    from lag to lag and the product soon has one dominant direction, so a few matrix-vector
-    products certify most blocks; the rest (short lags, flat spectra) get LAPACK's symmetric
-    eigen-decomposition, exact and about 30x the cost, in float64.
-    """
-    rtol = max(torch.finfo(blocks.dtype).eps, 1e-12)
+def _working(blocks: torch.Tensor, frobenius: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The blocks in the precision their certificate works in, 1 / frobenius (float64), and the
+    relative tolerance of that precision (its machine epsilon, at least 1e-12)."""
     frobenius = frobenius.double().clamp_min(torch.finfo(torch.float64).tiny)
     if frobenius.min() < 1e-30:  # float32 entries this small lose digits: work in float64
         blocks = blocks.double()
-    # matrix-vector products in the blocks' precision (scaled vectors, not a scaled copy of the
-    # blocks), every sum of squares in float64
-    inverse = (1 / frobenius)[:, None]
-    u, previous = start, torch.zeros_like(frobenius)
+    return blocks, 1 / frobenius, max(torch.finfo(blocks.dtype).eps, 1e-12)
+
+
+def _rayleigh(
+    blocks: torch.Tensor, inverse: torch.Tensor, u: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """theta = u^T G u, G u and |G u - theta u|^2 for G = A A^T * inverse^2 and unit u (..., m):
+    matrix-vector products in the blocks' precision (scaled vectors, not a scaled copy of the
+    blocks), every sum of squares in float64."""
+    w = (u * inverse[..., None]).to(blocks.dtype)[..., None, :] @ blocks  # (A^T u)^T
+    theta = torch.linalg.vector_norm(w, dim=(-2, -1), dtype=torch.float64).square()
+    gu = (w @ blocks.mT)[..., 0, :].double() * inverse[..., None]
+    return theta, gu, torch.linalg.vector_norm(gu - theta[..., None] * u, dim=-1).square()
+
+
+def _apply(matrices: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """matrices^T @ vectors for (..., m, m) and (..., m), as row vector @ matrix: MKL's batched
+    matrix @ column vector takes 2-4x longer at these sizes."""
+    return (vectors.to(matrices.dtype)[..., None, :] @ matrices)[..., 0, :]
+
+
+def _power_iteration(
+    blocks: torch.Tensor, frobenius: torch.Tensor, start: torch.Tensor, max_iter: int = 7
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For (..., m, n) matrices A with Frobenius norms ``frobenius`` (...): the largest
+    eigenvalue theta of G = A A^T / ||A||_F^2 (trace 1), the left power iterate u (..., m), and
+    whether theta is certified to the relative precision the blocks carry (see ``_working``).
+
+    Power iteration on G from ``start``: theta = u^T G u is a lower bound on lambda_1, and once
+    theta > 1/2 every other eigenvalue is at most 1 - lambda_1 < 1/2 < theta, so the Kato-Temple
+    bound lambda_1 - theta <= |G u - theta u|^2 / (2 theta - 1) certifies it.  Along a Jacobian
+    product the left singular vector barely moves from lag to lag and the product soon has one
+    dominant direction, so a few matrix-vector products certify most blocks; the rest (short
+    lags, spread spectra) are for ``_certify_by_squaring``.
+    """
+    blocks, inverse, rtol = _working(blocks, frobenius)
+    u, previous = start, torch.zeros_like(inverse)
     for _ in range(max_iter):
-        w = (blocks.mT @ (u * inverse).to(blocks.dtype)[..., None])[..., 0]
-        theta = w.double().square().sum(-1)
-        gu = (blocks @ w[..., None])[..., 0].double() * inverse
-        residual = (gu - theta[:, None] * u).square().sum(-1)
+        theta, gu, residual = _rayleigh(blocks, inverse, u)
         gap = 2 * theta - 1
         certified = (gap > 0) & (residual <= rtol * theta * gap)
         stalled = (gap <= 0) & (theta - previous <= 1e-3 * theta)  # converging below 1/2
-        length = torch.linalg.vector_norm(gu, dim=-1, keepdim=True)
-        u = torch.where(length > 0, gu / length.clamp_min(torch.finfo(gu.dtype).tiny), u)
+        u = _unit(gu, u)
         if bool((certified | stalled).all()):
             break
         previous = theta
+    return theta, u, certified
+
+
+def _unit(vectors: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """``vectors`` (..., m) scaled to unit length; a zero vector is replaced by ``fallback``."""
+    length = torch.linalg.vector_norm(vectors, dim=-1, keepdim=True)
+    return torch.where(length > 0, vectors / length.clamp_min(torch.finfo(vectors.dtype).tiny), fallback)
+
+
+def _certify_by_squaring(
+    blocks: torch.Tensor, frobenius: torch.Tensor, start: torch.Tensor, squarings: int = 3
+) -> torch.Tensor:
+    """lambda_1 of G = A A^T / ||A||_F^2 for (N, m, n) blocks A that power iteration could not
+    certify (lambda_1 below half the trace), certified as ``_power_iteration`` certifies.
+
+    The trace of a power bounds the second eigenvalue: sum_i lambda_i^p = tr(G^p), so
+    lambda_2 <= (tr(G^p) - theta^p)^(1/p) for any theta <= lambda_1.  Repeated squaring (one
+    matmul each, a tenth of an eigen-decomposition at H = 128 in float32) gives M ~ G^q / c,
+    held at unit Frobenius norm, with tr(G^2q) = ||G^q||_F^2 <= c^2 (||M||_F + e)^2, where e
+    bounds the rounding carried so far (gamma_n = n u / (1 - n u) per matmul, propagated
+    through each squaring), and M is a power-iteration operator worth q steps.  So a dominant
+    eigenvalue over a spread tail is certified by Kato-Temple with the gap theta - lambda_2-bound
+    after a few squarings.  Flat or near-degenerate tops, which no bound short of the full
+    spectrum separates, get LAPACK's symmetric eigen-decomposition.
+    """
+    blocks, inverse, rtol = _working(blocks, frobenius)
+    unit = torch.finfo(blocks.dtype).eps / 2
+    size = blocks.shape[-1]
+    gamma = size * unit / (1 - size * unit)
+    theta = torch.zeros_like(inverse)
+    todo, u = torch.arange(len(blocks), device=blocks.device), start.double()  # not yet certified
+    scale = inverse.to(blocks.dtype)  # (A scale)(A scale)^T = G / c, c = 1 / (scale ||A||_F)^2
+    power = (blocks * scale[:, None, None]) @ (blocks * scale[:, None, None]).mT
+    c = (scale.double() / inverse).square().reciprocal()
+    error = (gamma + 3 * unit) * 1.01  # ||M - G / c||_F: the scaling's and the matmul's rounding
+    q = 1
+    for round_ in range(squarings + 1):
+        norm = torch.linalg.matrix_norm(power).double()
+        for _ in range(6):  # M^T (the rounding of a symmetric M) serves as well
+            u = _unit(_apply(power, u).double(), u)
+        estimate, gu, residual = _rayleigh(blocks, inverse[todo], u)
+        moment = c.square() * (norm + error).square()  # >= tr(G^2q)
+        second = (moment - estimate ** (2 * q)).clamp_min(0) ** (1 / (2 * q))
+        gap = estimate - torch.minimum(second, 1 - estimate)
+        certified = (gap > 0) & (residual <= rtol * estimate * gap)
+        theta[todo] = estimate
+        if bool(certified.all()):
+            return theta
+        if bool(certified.any()):
+            keep = (~certified).nonzero()[:, 0]
+            todo, blocks, power, u, c, norm = (x[keep] for x in (todo, blocks, power, u, c, norm))
+            error = error if isinstance(error, float) else error[keep]
+        if round_ == squarings:
+            break
+        power, factor, error = _square(power, norm, error)
+        c, q = c.square() / factor, 2 * q
+    exact = blocks.double() * inverse[todo][:, None, None]
+    theta[todo] = torch.linalg.eigvalsh(exact @ exact.mT)[:, -1].clamp_min(0)
+    return theta
+
+
+def _square(
+    power: torch.Tensor, norm: torch.Tensor, error: torch.Tensor | float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One squaring of M ~ X / c (N, n, n) with ||M||_F = ``norm`` and ||M - X / c||_F <= ``error``:
+    M' = M M / s at unit Frobenius norm (s = ||M M||_F, as rounded), the factor 1 / s (so that
+    M' ~ X^2 / (c^2 s)), and the bound on ||M' - X^2 / (c^2 s)||_F: the matmul's rounding
+    gamma_n ||M||_F^2 plus the propagated ||M M - (X/c)^2||_F <= e (2 ||M||_F + e), over s, plus
+    the rescaling's rounding."""
+    unit = torch.finfo(power.dtype).eps / 2
+    gamma = power.shape[-1] * unit / (1 - power.shape[-1] * unit)
+    square = power @ power
+    rescale = torch.linalg.matrix_norm(square).double().reciprocal().to(square.dtype)
+    factor = rescale.double()
+    error = factor * (gamma * norm.square() + error * (2 * norm + error)) + 1.01 * unit
+    return square * rescale[:, None, None], factor, error
+
+
+def _spectral_norm(
+    blocks: torch.Tensor, frobenius: torch.Tensor, start: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Certified largest singular values of (N, m, n) ``blocks`` with Frobenius norms
+    ``frobenius`` (N,), and the left power iterates (N, m): ``_power_iteration``, then
+    ``_certify_by_squaring`` for the blocks it leaves uncertified."""
+    theta, u, certified = _power_iteration(blocks, frobenius, start)
     rest = ~certified
     if bool(rest.any()):
-        exact = blocks[rest].double() / frobenius[rest][:, None, None]
-        theta = theta.masked_scatter(rest, torch.linalg.eigvalsh(exact @ exact.mT)[:, -1].clamp_min(0))
-    return theta.sqrt() * frobenius, u
+        theta = theta.masked_scatter(rest, _certify_by_squaring(blocks[rest], frobenius[rest], u[rest]))
+    return theta.sqrt() * frobenius.double(), u
+
+
+class _DeferredSpectralNorms:
+    """Spectral norms of the blocks of a Jacobian product, written into ``out`` (K, B, L).
+
+    Blocks power iteration certifies are written at once; the others are copied aside and
+    certified ``chunk`` at a time, as one batch: at 2-3 uncertified blocks per lag the
+    per-operation overhead of squaring them lag by lag would cost more than the matmuls.
+    """
+
+    def __init__(self, out: torch.Tensor, chunk: int = 16) -> None:
+        self.out, self.chunk, self.pending = out, chunk, []
+
+    def add(self, blocks: torch.Tensor, frobenius: torch.Tensor, factor: torch.Tensor, t: int, start):
+        """``blocks`` (K, B, H, H) of lag t, the product's magnitudes ``factor`` (B,) beside
+        their Frobenius norms (K, B); returns the warm starts for the next lag (K, B, H)."""
+        theta, u, certified = _power_iteration(blocks, frobenius, start)
+        magnitude = frobenius.double() * factor
+        self.out[:, :, t] = theta.sqrt() * magnitude
+        rest = ~certified
+        if bool(rest.any()):
+            which, sample = rest.nonzero(as_tuple=True)
+            self.pending.append((blocks[rest], frobenius[rest], u[rest], magnitude[rest], which, sample, t))
+            if sum(len(entry[0]) for entry in self.pending) >= self.chunk:
+                self.flush()
+        return u
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        blocks, frobenius, u, magnitude, which, sample = (
+            torch.cat([entry[k] for entry in self.pending]) for k in range(6)
+        )
+        t = torch.cat([torch.full_like(entry[5], entry[6]) for entry in self.pending])
+        self.out[which, sample, t] = _certify_by_squaring(blocks, frobenius, u).sqrt() * magnitude
+        self.pending = []
 
 
 def jacobian_norms_by_lag(
@@ -184,12 +335,13 @@ def jacobian_norms_by_lag(
       jacobian_spectral, jacobian_frobenius            ||dh_T/dh_t|| (the h block of P_t)
       cell_jacobian_spectral, cell_jacobian_frobenius  ||dc_T/dc_t|| (LSTM: the c block)
       forget_product                                   LSTM: mean over units of prod_{s=t+1}^T f_s
-    Each step the product is rescaled to unit norm and the scale kept as a float64 logarithm, so
-    the norms are exact far below float32's underflow.  The spectral norms are certified to the
-    dtype's precision by warm-started power iteration (see ``_spectral_norm``); ``spectral=False``
-    leaves them out.  With ``spectrum_lags`` the singular
-    values of dh_T/dh_t (block 'h') and dc_T/dc_t (block 'c') at those lags come back too, as a
-    second frame (columns t, lag, sample, block, index, singular_value): ``(norms, spectra)``.
+    The product is kept divided by its Frobenius norm (the division folded into the next step's
+    Jacobian) and the scale kept as a float64 logarithm, so the norms are exact far below
+    float32's underflow.  The spectral norms are certified to the dtype's precision (see
+    ``_power_iteration`` and ``_certify_by_squaring``); ``spectral=False`` leaves them out.  With
+    ``spectrum_lags`` the singular values of dh_T/dh_t (block 'h') and dc_T/dc_t (block 'c') at
+    those lags come back too, as a second frame (columns t, lag, sample, block, index,
+    singular_value): ``(norms, spectra)``.
     """
     _check_inputs(model, inputs)
     model = as_dtype(model, dtype)
@@ -201,39 +353,46 @@ def jacobian_norms_by_lag(
         check_int("spectrum_lags", lag, 0, last)
     jacobian, gates = _step_jacobians(model, inputs)
     hidden = model.hidden_size
-    size = hidden * len(model.cell.state_names)
-    blocks = {"jacobian": slice(0, hidden)}
-    if size == 2 * hidden:
-        blocks["cell_jacobian"] = slice(hidden, size)
-    kinds = ("spectral", "frobenius") if spectral else ("frobenius",)
-    norms = {
-        f"{name}_{kind}": inputs.new_empty(batch, length, dtype=torch.float64)
-        for name in blocks
-        for kind in kinds
-    }
+    count = len(model.cell.state_names)  # state blocks: (h) or (h, c)
+    names = ["jacobian", "cell_jacobian"][:count]
+    frobenius = inputs.new_empty(count, batch, length, dtype=torch.float64)
+    spectral_norms = _DeferredSpectralNorms(torch.empty_like(frobenius)) if spectral else None
     spectra = []
-    product = torch.eye(size, dtype=inputs.dtype, device=inputs.device).expand(batch, size, size)
+    # P_t by column blocks, ds_T/dh_t (and ds_T/dc_t), each (B, S, H); P_T = I
+    identity = torch.eye(count * hidden, dtype=inputs.dtype, device=inputs.device)
+    columns = tuple(block.expand(batch, -1, -1).clone() for block in identity.split(hidden, dim=1))
+    state_rows = [slice(k * hidden, (k + 1) * hidden) for k in range(count)]
     log_scale = inputs.new_zeros(batch, dtype=torch.float64)
-    # power-iteration warm starts: the left singular vectors, one per sample and block
-    starts = dict.fromkeys(blocks, inputs.new_full((batch, hidden), hidden**-0.5, dtype=torch.float64))
+    # power-iteration warm starts: the left singular vectors, per block and sample
+    starts = inputs.new_full((count, batch, hidden), hidden**-0.5, dtype=torch.float64)
     with torch.no_grad():
         for t in range(last, -1, -1):
-            if t < last:
-                product = _pull(product, jacobian(t + 1))
-                scale = torch.linalg.vector_norm(product, dim=(1, 2))
-                product = product / scale.clamp_min(torch.finfo(product.dtype).tiny)[:, None, None]
-                log_scale += torch.log(scale.to(torch.float64))
+            # every (row block, column block) pair: the diagonal ones are reported, all scale P
+            squares = torch.stack(
+                [
+                    torch.linalg.vector_norm(block[:, rows], dim=(1, 2)).double().square()
+                    for block in columns
+                    for rows in state_rows
+                ]
+            ).view(count, count, batch)
             factor = torch.exp(log_scale)
-            for name, rows in blocks.items():
-                block = product[:, rows, rows]
-                frobenius = torch.linalg.matrix_norm(block).double()
-                norms[f"{name}_frobenius"][:, t] = frobenius * factor
-                if spectral:
-                    spectral_norm, starts[name] = _spectral_norm(block, frobenius, starts[name])
-                    norms[f"{name}_spectral"][:, t] = spectral_norm * factor
-                if last - t in spectrum_at:
-                    values = (torch.linalg.svdvals(block).double() * factor[:, None]).cpu()
-                    spectra.append(_spectrum_rows(values, t, last - t, "h" if name == "jacobian" else "c"))
+            frobenius[:, :, t] = squares.diagonal().T.sqrt()
+            blocks = torch.stack([block[:, rows] for block, rows in zip(columns, state_rows, strict=True)])
+            if spectral_norms is not None:
+                starts = spectral_norms.add(blocks, frobenius[:, :, t], factor, t, starts)
+            frobenius[:, :, t] *= factor
+            if last - t in spectrum_at:
+                values = (torch.linalg.svdvals(blocks).double() * factor[:, None]).cpu()
+                spectra += [_spectrum_rows(values[k], t, last - t, "hc"[k]) for k in range(count)]
+            if t > 0:  # P_{t-1} = P_t J_t, divided by ||P_t||_F (the divisor as rounded is kept)
+                inverse = squares.sum((0, 1)).sqrt().clamp_min(torch.finfo(inputs.dtype).tiny).reciprocal()
+                inverse = inverse.to(inputs.dtype)
+                columns = _pull(columns, jacobian(t, inverse))
+                log_scale -= torch.log(inverse.double())
+    norms = {f"{name}_frobenius": frobenius[k] for k, name in enumerate(names)}
+    if spectral_norms is not None:
+        spectral_norms.flush()
+        norms |= {f"{name}_spectral": spectral_norms.out[k] for k, name in enumerate(names)}
     if "f" in gates:
         norms["forget_product"] = forget_product(gates["f"])
     frame = lag_frame(norms, torch.full((batch,), last))
