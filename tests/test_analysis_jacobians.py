@@ -134,7 +134,7 @@ def test_spectral_norm_is_certified_or_falls_back(name, dtype, monkeypatch):
     if certifiable:  # the certified path must not need the eigen-decomposition
         monkeypatch.setattr(torch.linalg, "eigvalsh", lambda *_: pytest.fail("fell back to eigvalsh"))
     start = torch.full((1, 48), 48**-0.5, dtype=torch.float64)
-    norm, _ = _spectral_norm(matrix, torch.linalg.matrix_norm(matrix), start)
+    norm, _ = _spectral_norm(matrix, torch.linalg.matrix_norm(matrix, dtype=torch.float64), start)
     expected = torch.linalg.matrix_norm(matrix.double(), ord=2)
     rtol = 2 * torch.finfo(dtype).eps if dtype == torch.float32 else 1e-12
     np.testing.assert_allclose(norm, expected, rtol=rtol, atol=1e-300)
@@ -153,7 +153,9 @@ def test_spectral_norm_is_not_fooled_by_a_start_on_the_second_direction(values, 
         torch.randn(32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     )
     matrix = ((u * torch.tensor(values, dtype=torch.float64)) @ u.T).to(dtype)
-    norm, _ = _spectral_norm(matrix[None], torch.linalg.matrix_norm(matrix)[None], u[:, 1][None])
+    norm, _ = _spectral_norm(
+        matrix[None], torch.linalg.matrix_norm(matrix, dtype=torch.float64)[None], u[:, 1][None]
+    )
     expected = torch.linalg.matrix_norm(matrix.double(), ord=2)
     np.testing.assert_allclose(
         norm, [expected], rtol=2 * torch.finfo(dtype).eps if dtype == torch.float32 else 1e-12
@@ -188,7 +190,7 @@ def test_spectral_norm_near_degenerate_top_over_a_spread_tail():
     values = [1.0, 1.0 - 1e-4] + [0.7] * 40
     matrix = _spread(values, size=64).float()[None]
     start = torch.full((1, 64), 64**-0.5, dtype=torch.float64)
-    norm, _ = _spectral_norm(matrix, torch.linalg.matrix_norm(matrix), start)
+    norm, _ = _spectral_norm(matrix, torch.linalg.matrix_norm(matrix, dtype=torch.float64), start)
     np.testing.assert_allclose(
         norm, torch.linalg.matrix_norm(matrix.double(), ord=2), rtol=2 * torch.finfo(torch.float32).eps
     )

@@ -142,7 +142,8 @@ def forget_product(forget: torch.Tensor) -> torch.Tensor:
 
 def _working(blocks: torch.Tensor, frobenius: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
     """The blocks in the precision their certificate works in, 1 / frobenius (float64), and the
-    relative tolerance of that precision (its machine epsilon, at least 1e-12)."""
+    relative tolerance of that precision (its machine epsilon, at least 1e-12).  ``frobenius``
+    must be ||A||_F summed in float64: the certificates rely on trace(G) = 1."""
     frobenius = frobenius.double().clamp_min(torch.finfo(torch.float64).tiny)
     if frobenius.min() < 1e-30:  # float32 entries this small lose digits: work in float64
         blocks = blocks.double()
@@ -294,7 +295,9 @@ class _DeferredSpectralNorms:
     def __init__(self, out: torch.Tensor, chunk: int = 16) -> None:
         self.out, self.chunk, self.pending = out, chunk, []
 
-    def add(self, blocks: torch.Tensor, frobenius: torch.Tensor, factor: torch.Tensor, t: int, start):
+    def add(
+        self, blocks: torch.Tensor, frobenius: torch.Tensor, factor: torch.Tensor, t: int, start: torch.Tensor
+    ) -> torch.Tensor:
         """``blocks`` (K, B, H, H) of lag t, the product's magnitudes ``factor`` (B,) beside
         their Frobenius norms (K, B); returns the warm starts for the next lag (K, B, H)."""
         theta, u, certified = _power_iteration(blocks, frobenius, start)
@@ -367,10 +370,11 @@ def jacobian_norms_by_lag(
     starts = inputs.new_full((count, batch, hidden), hidden**-0.5, dtype=torch.float64)
     with torch.no_grad():
         for t in range(last, -1, -1):
-            # every (row block, column block) pair: the diagonal ones are reported, all scale P
+            # every (row block, column block) pair: the diagonal ones are reported, all scale P;
+            # summed in float64, so that G = A A^T / ||A||_F^2 has trace 1 as the certificates assume
             squares = torch.stack(
                 [
-                    torch.linalg.vector_norm(block[:, rows], dim=(1, 2)).double().square()
+                    torch.linalg.vector_norm(block[:, rows], dim=(1, 2), dtype=torch.float64).square()
                     for block in columns
                     for rows in state_rows
                 ]
