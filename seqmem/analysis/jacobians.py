@@ -74,12 +74,12 @@ def _step_jacobians(
     by_unit = weight_hh.view(-1, hidden, hidden).transpose(0, 1).contiguous()  # (H, G, H)
 
     def jacobian(t: int, scale: torch.Tensor | None = None) -> StepJacobian:
-        one = (h.new_ones(h.shape[0]) if scale is None else scale)[:, None]
+        multiplier = (h.new_ones(h.shape[0]) if scale is None else scale)[:, None]
         with torch.no_grad():
             if isinstance(cell, RNNCell):  # diag(phi'(a)) W_hh, phi' from the output h_t
                 after = h[:, t + 1]
                 slope = 1 - after.square() if cell.nonlinearity == "tanh" else (after > 0).to(after.dtype)
-                return ((slope * one)[..., None] * weight_hh,), None
+                return ((slope * multiplier)[..., None] * weight_hh,), None
             if isinstance(cell, GRUCell):  # h_t = n + z (h - n), n = tanh(x_n + r (W_n h + b_n))
                 before, r, z, n = h[:, t], gates["r"][:, t], gates["z"][:, t], gates["n"][:, t]
                 h_n = F.linear(before, weight_hh[2 * hidden :], cell.bias_hh.detach()[2 * hidden :])
@@ -87,8 +87,8 @@ def _step_jacobians(
                 coefficients = torch.stack(
                     [through_n * h_n * r * (1 - r), (before - n) * z * (1 - z), through_n * r], dim=-1
                 )
-                (dense,) = _gate_rows((coefficients * one[..., None])[:, None], by_unit)
-                dense.diagonal(dim1=-2, dim2=-1).add_(z * one)
+                (dense,) = _gate_rows((coefficients * multiplier[..., None])[:, None], by_unit)
+                dense.diagonal(dim1=-2, dim2=-1).add_(z * multiplier)
                 return (dense,), None
             if isinstance(cell, LSTMCell):  # c_t = f c + i g, h_t = o tanh(c_t)
                 i, f, g, o = (gates[k][:, t] for k in "ifgo")
@@ -101,8 +101,8 @@ def _step_jacobians(
                 )
                 hidden_h = to_h[..., None] * cell_h
                 hidden_h[..., 3] = squash * o * (1 - o)
-                coefficients = torch.stack([hidden_h, cell_h], dim=1) * one[:, None, :, None]
-                return _gate_rows(coefficients, by_unit), (to_h * f * one, f * one)
+                coefficients = torch.stack([hidden_h, cell_h], dim=1) * multiplier[:, None, :, None]
+                return _gate_rows(coefficients, by_unit), (to_h * f * multiplier, f * multiplier)
         raise TypeError(f"cell={type(cell).__name__} has no closed-form Jacobian")
 
     return jacobian, gates
