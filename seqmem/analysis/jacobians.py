@@ -117,7 +117,7 @@ def _pull(columns: tuple[torch.Tensor, ...], jacobian: StepJacobian) -> tuple[to
     if diagonal is None:
         return (out,)
     to_h, to_c = diagonal
-    return out, torch.addcmul(columns[1] * to_c[:, None], columns[0], to_h[:, None])
+    return out, (columns[1] * to_c[:, None]).addcmul_(columns[0], to_h[:, None])
 
 
 def _push(jacobian: StepJacobian, frame: torch.Tensor) -> torch.Tensor:
@@ -370,13 +370,17 @@ def jacobian_norms_by_lag(
     starts = inputs.new_full((count, batch, hidden), hidden**-0.5, dtype=torch.float64)
     with torch.no_grad():
         for t in range(last, -1, -1):
-            # every (row block, column block) pair: the diagonal ones are reported, all scale P;
+            # every (row block, column block) pair: all scale P; the diagonal ones are reported and
             # summed in float64, so that G = A A^T / ||A||_F^2 has trace 1 as the certificates assume
             squares = torch.stack(
                 [
-                    torch.linalg.vector_norm(block[:, rows], dim=(1, 2), dtype=torch.float64).square()
-                    for block in columns
-                    for rows in state_rows
+                    torch.linalg.vector_norm(
+                        block[:, rows], dim=(1, 2), dtype=torch.float64 if k == r else None
+                    )
+                    .double()
+                    .square()
+                    for k, block in enumerate(columns)
+                    for r, rows in enumerate(state_rows)
                 ]
             ).view(count, count, batch)
             factor = torch.exp(log_scale)
