@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from seqmem.cells import cell_names, make_cell
-from seqmem.model import SequenceModel, make_model
+from seqmem.model import SequenceModel, _RNNSequence, make_model
 
 FUSABLE = [p for p in cell_names() if p != "lstm_no_forget"]
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-12}
@@ -202,3 +202,55 @@ def test_make_model_runs_on_real_tasks(task_name, params, preset):
     assert outputs.shape == (*batch.inputs.shape[:2], task.output_size)
     task.loss(outputs, batch).backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+# the hand-written BPTT of the CPU fast path for vanilla RNNs (_RNNSequence)
+
+
+def rnn_by_autograd(projected, weight_hh, nonlinearity):
+    """h_t = phi(a_t + W_hh h_{t-1}) written out step by step; autograd takes its derivatives."""
+    phi = torch.tanh if nonlinearity == "tanh" else torch.relu
+    h = projected.new_zeros(projected.shape[1:])
+    states = []
+    for a in projected:
+        h = phi(a + h @ weight_hh.T)
+        states.append(h)
+    return torch.stack(states)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 4), (17, 2, 5)], ids=["one_step", "seventeen_steps"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_rnn_backward_by_hand_matches_autograd(nonlinearity, dtype, shape):
+    generator = torch.Generator().manual_seed(0)
+    length, batch, hidden = shape
+    projected = torch.randn(*shape, generator=generator, dtype=dtype, requires_grad=True)
+    weight_hh = (0.5 * torch.randn(hidden, hidden, generator=generator, dtype=dtype)).requires_grad_()
+    upstream = torch.randn(*shape, generator=generator, dtype=dtype)
+
+    ours = _RNNSequence.apply(projected, weight_hh, nonlinearity == "relu")
+    expected = rnn_by_autograd(projected, weight_hh, nonlinearity)
+    got = torch.autograd.grad((ours * upstream).sum(), [projected, weight_hh])
+    want = torch.autograd.grad((expected * upstream).sum(), [projected, weight_hh])
+    tol = TOLERANCE[dtype]
+    torch.testing.assert_close(ours, expected, rtol=tol, atol=tol)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_rnn_backward_by_hand_gradcheck(nonlinearity):
+    generator = torch.Generator().manual_seed(1)
+    # relu's kink: keep pre-activations away from 0 so finite differences do not straddle it
+    projected = (torch.randn(6, 2, 3, generator=generator, dtype=torch.float64) + 2.0).requires_grad_()
+    weight_hh = (0.3 * torch.randn(3, 3, generator=generator, dtype=torch.float64)).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda a, w: _RNNSequence.apply(a, w, nonlinearity == "relu"), (projected, weight_hh)
+    )
+
+
+def test_rnn_backward_by_hand_skips_a_frozen_weight():
+    projected = torch.randn(4, 2, 3, requires_grad=True)
+    weight_hh = torch.randn(3, 3)  # frozen
+    _RNNSequence.apply(projected, weight_hh, False).sum().backward()
+    assert projected.grad is not None and weight_hh.grad is None
