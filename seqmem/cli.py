@@ -6,6 +6,10 @@
     seqmem run studies/NAME.py [--preset quick] [--out DIR] [--executor local|dask] [--scheduler ADDR] ...
     seqmem report RESULTS_DIR
 
+This is the one layer that both runs studies and renders reports: ``main_for_study`` (the
+command line of every ``studies/*.py`` script, also behind ``seqmem run``) sweeps a study, then
+renders its report; ``load_study_module`` imports a study script by path.
+
 Each subcommand is a function in ``COMMANDS`` that adds its parser to the subparsers and sets
 ``run`` (``args -> exit status``) as a default; a new subcommand is one more entry.  Options
 are generated from the dataclasses they fill: every ``TrainConfig`` field is a ``train``
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import sys
 import types
 import typing
@@ -29,10 +34,14 @@ import torch
 
 import tasks
 from seqmem.cells import cell_names
-from seqmem.train import OPTIMIZERS, TrainConfig, atomic_write, build_model, save_checkpoint, train
-from tasks.base import Task
+from seqmem.config import OPTIMIZERS, TrainConfig
+from seqmem.io import atomic_write, save_checkpoint
+from seqmem.report import render_report
+from seqmem.sweep import Study, run_statuses, run_study
+from seqmem.train import train
+from tasks.base import Task, check_fields
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "main", "main_for_study", "load_study_module"]
 
 PARAM = "param:"  # argparse dest prefix of task parameters
 FIELD = "field:"  # argparse dest prefix of TrainConfig fields
@@ -44,6 +53,7 @@ FIELD_HELP = {
     "max_steps": "budget in optimiser steps",
     "max_sequences": "budget in training sequences",
     "grad_clip": "max global gradient norm, or none",
+    "max_loss_ratio": "diverged once a training loss exceeds this x the memoryless baseline, or none",
 }
 
 
@@ -119,15 +129,8 @@ def task_params(args: argparse.Namespace, name: str) -> dict[str, Any]:
     cls = task_classes().get(name)
     if cls is None:  # an unknown task name: let the config or the registry say so
         return texts
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    check_fields(f"task {name!r}", cls, texts, spell=flag)
     hints = typing.get_type_hints(cls)
-    known = ", ".join(flag(f) for f in fields)
-    for param in texts:
-        if param not in fields:
-            raise UsageError(f"{flag(param)} is invalid for task {name!r}: its parameters are {known}")
-    for param, f in fields.items():
-        if param not in texts and f.default is dataclasses.MISSING:
-            raise UsageError(f"{flag(param)} is required for task {name!r} (its parameters: {known})")
     return {param: parse_value(flag(param), text, hints[param]) for param, text in texts.items()}
 
 
@@ -207,10 +210,8 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"  {name:<12} {value:.6g}")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-        model = build_model(config)
-        model.load_state_dict(result.state_dict)
         history = atomic_write(args.out / "history.csv", lambda p: result.history.to_csv(p, index=False))
-        checkpoint = save_checkpoint(args.out / "checkpoint.pt", model, config)
+        checkpoint = save_checkpoint(args.out / "checkpoint.pt", result.state_dict, config.to_dict())
         print(f"wrote {history} and {checkpoint}")
     return 0
 
@@ -233,9 +234,6 @@ def add_run_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_study_script(args: argparse.Namespace) -> int:
-    # Imported here so that `seqmem tasks ...` does not pay for the sweep machinery.
-    from seqmem.sweep import load_study_module, main_for_study
-
     return main_for_study(load_study_module(args.study), args.study_args)
 
 
@@ -246,14 +244,65 @@ def add_report_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from seqmem.report import render_report
-
     if not (args.study_dir / "study.json").is_file():
         raise UsageError(
             f"RESULTS_DIR={str(args.study_dir)!r} is invalid: must be a study folder containing study.json"
         )
     print(render_report(args.study_dir))
     return 0
+
+
+# -- study scripts -------------------------------------------------------------------------------------
+
+
+def load_study_module(path: str | Path) -> Study:
+    """Import a study script (studies/NAME.py) by path and return its module-level ``STUDY``."""
+    path = Path(path)
+    if path.suffix != ".py" or not path.is_file():
+        raise ValueError(f"path={str(path)!r} is invalid: must be an existing .py study script")
+    name = f"seqmem_study_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses defined in the script look their module up by name
+    spec.loader.exec_module(module)
+    study = getattr(module, "STUDY", None)
+    if not isinstance(study, Study):
+        raise ValueError(
+            f"{path}: STUDY={type(study).__name__} is invalid: must be a module-level seqmem.sweep.Study"
+        )
+    return study
+
+
+def main_for_study(study: Study, argv: list[str] | None = None) -> int:
+    """Command line of a study script: run the sweep, then render its report.  Returns the exit
+    status: 1 if any run failed, else 0."""
+    parser = argparse.ArgumentParser(description=f"Run the {study.name!r} study, then render its report.")
+    parser.add_argument(
+        "--preset", default="quick" if "quick" in study.presets else None, choices=list(study.presets) or None
+    )
+    parser.add_argument("--out", default="results", help="results folder (default: results)")
+    parser.add_argument("--executor", default="local", choices=["local", "dask"])
+    parser.add_argument("--scheduler", default=None, help="dask scheduler address (default: a LocalCluster)")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
+    parser.add_argument("--retry-failed", action="store_true", help="redo runs recorded as failed")
+    parser.add_argument("--no-report", action="store_true", help="skip rendering the report")
+    args = parser.parse_args(argv)
+    try:
+        study_dir = run_study(
+            study,
+            preset=args.preset,
+            out=args.out,
+            executor=args.executor,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            retry_failed=args.retry_failed,
+        )
+    except ValueError as err:
+        parser.error(str(err))
+    if not args.no_report:
+        print(f"report: {render_report(study_dir)}")
+    statuses = run_statuses(study_dir, study.grid(args.preset)).values()
+    return 1 if any(status in (None, "failed") for status in statuses) else 0
 
 
 # -- entry point ----------------------------------------------------------------------------------

@@ -4,38 +4,37 @@
     <out>/<study>/runs/<run_id>/config.json  the RunConfig (train + probe)
                                 metrics.parquet   training history, one row per evaluation
                                 analysis.parquet  probe rows (step, phase, quantity, t, lag, stat, value)
-                                checkpoint.pt     the final state_dict (torch.save; load with weights_only)
+                                checkpoint.pt     the final weights with the TrainConfig (seqmem.io;
+                                                  seqmem.train.load_model rebuilds the model)
                                 status.json       status, steps, final metrics, error traceback if failed
 
-Every file goes through ``seqmem.train.atomic_write`` (temp file beside it, then os.replace), and
+Every file goes through ``seqmem.io.atomic_write`` (temp file beside it, then os.replace), and
 status.json is written last: a run folder with a status.json is complete, one without is debris
 from a kill and is wiped before the run is redone.  ``load_study`` turns a study folder into tidy
 DataFrames with the config flattened into columns, warning (run id + path) about anything it
 cannot read instead of failing.
+
+The store takes plain data (a ``RunConfig``, DataFrames, a state dict and a dict of outcome
+facts), so it depends only on ``seqmem.config`` and ``seqmem.io``, never on training.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import torch
 
-from seqmem.train import atomic_write
-
-if TYPE_CHECKING:
-    from seqmem.sweep import RunConfig, Study
-    from seqmem.train import RunResult
+from seqmem.config import RunConfig
+from seqmem.io import atomic_write, read_json, save_checkpoint, write_json
 
 __all__ = [
     "StudyFrames",
-    "write_json",
     "run_dir",
     "read_status",
     "write_run",
@@ -51,18 +50,6 @@ STATUS_FILE = "status.json"
 # -- writing --------------------------------------------------------------------------------------
 
 
-def _json_default(value: Any) -> Any:
-    # numpy / torch scalars in metrics dicts
-    if hasattr(value, "item"):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def write_json(path: Path, data: Any) -> None:
-    text = json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n"
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
 def run_dir(study_dir: Path, run_id: str) -> Path:
     return Path(study_dir) / "runs" / run_id
 
@@ -71,7 +58,7 @@ def read_status(run_path: Path) -> dict | None:
     """The run's status.json, or None while the run is not complete (or its status is unreadable,
     which atomic writes rule out unless someone edits the file: the run is then redone)."""
     try:
-        return json.loads((Path(run_path) / STATUS_FILE).read_text(encoding="utf-8"))
+        return read_json(Path(run_path) / STATUS_FILE)
     except (FileNotFoundError, ValueError):
         return None
 
@@ -86,7 +73,7 @@ def _fresh_run_dir(study_dir: Path, run_config: RunConfig) -> Path:
     return path
 
 
-def _write_status(path: Path, run_config: RunConfig, status: str, elapsed_s: float, **outcome: Any) -> None:
+def _write_status(path: Path, run_config: RunConfig, outcome: Mapping[str, Any]) -> None:
     """status.json, always last: its presence marks the run complete."""
     fields = {
         "steps": None,
@@ -95,44 +82,42 @@ def _write_status(path: Path, run_config: RunConfig, status: str, elapsed_s: flo
         "final_metrics": {},
         "error": None,
     }
-    write_json(
-        path / STATUS_FILE,
-        {"run_id": run_config.run_id, "status": status, "elapsed_s": elapsed_s, **fields, **outcome},
-    )
+    write_json(path / STATUS_FILE, {"run_id": run_config.run_id, **fields, **outcome})
 
 
-def write_run(study_dir: Path, run_config: RunConfig, result: RunResult) -> Path:
-    """Store one finished run (any status from train(): solved, budget_exhausted, diverged)."""
+def write_run(
+    study_dir: Path,
+    run_config: RunConfig,
+    *,
+    history: pd.DataFrame,
+    probes: pd.DataFrame,
+    state_dict: Mapping[str, torch.Tensor],
+    outcome: Mapping[str, Any],
+) -> Path:
+    """Store one finished run: its history and probe rows, its final weights, and ``outcome``,
+    the facts for status.json (status -- solved, budget_exhausted or diverged --, elapsed_s,
+    steps, sequences_seen, diverged_step, final_metrics; ``RunResult.summary()`` gives them)."""
     path = _fresh_run_dir(study_dir, run_config)
-    atomic_write(path / "metrics.parquet", lambda tmp: result.history.to_parquet(tmp, index=False))
-    atomic_write(path / "analysis.parquet", lambda tmp: result.probes.to_parquet(tmp, index=False))
-    atomic_write(path / "checkpoint.pt", lambda tmp: torch.save(result.state_dict, tmp))
-    _write_status(
-        path,
-        run_config,
-        result.status,
-        result.elapsed_s,
-        steps=result.steps,
-        sequences_seen=result.sequences_seen,
-        diverged_step=result.diverged_step,
-        final_metrics=result.final_metrics,
-    )
+    atomic_write(path / "metrics.parquet", lambda tmp: history.to_parquet(tmp, index=False))
+    atomic_write(path / "analysis.parquet", lambda tmp: probes.to_parquet(tmp, index=False))
+    save_checkpoint(path / "checkpoint.pt", state_dict, run_config.train.to_dict())
+    _write_status(path, run_config, outcome)
     return path
 
 
 def write_failed_run(study_dir: Path, run_config: RunConfig, error: str, elapsed_s: float) -> Path:
     """Record a run that raised: its config and a 'failed' status carrying the traceback."""
     path = _fresh_run_dir(study_dir, run_config)
-    _write_status(path, run_config, "failed", elapsed_s, error=error)
+    _write_status(path, run_config, {"status": "failed", "elapsed_s": elapsed_s, "error": error})
     return path
 
 
-def write_study_info(study_dir: Path, study: Study, preset: str | None) -> Path:
-    """study.json: what was asked for (name, preset, axes) and the whole grid, run id -> config."""
+def write_study_info(study_dir: Path, info: Mapping[str, Any]) -> Path:
+    """study.json: ``info``, what was asked for (name, preset, axes, ...) and the whole grid,
+    run id -> config (``seqmem.sweep.Study.info`` gives it)."""
     path = Path(study_dir) / "study.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, study.info(preset))
-    return path
+    return write_json(path, info)
 
 
 # -- loading --------------------------------------------------------------------------------------
@@ -175,10 +160,6 @@ def _read(owner: str, path: Path, reader: Callable[[Path], Any]) -> Any:
     return None
 
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def _with_columns(frame: pd.DataFrame, columns: dict) -> pd.DataFrame:
     return frame.assign(**{k: [v] * len(frame) for k, v in columns.items()})
 
@@ -192,7 +173,7 @@ def load_study(path: str | Path) -> StudyFrames:
     study_dir = Path(path)
     if not study_dir.is_dir():
         raise ValueError(f"path={str(path)!r} is invalid: must be a study folder written by run_study")
-    info = _read(f"study {study_dir.name}", study_dir / "study.json", _read_json) or {}
+    info = _read(f"study {study_dir.name}", study_dir / "study.json", read_json) or {}
     if "grid" in info:
         run_ids = [entry["run_id"] for entry in info["grid"]]
     else:
@@ -205,8 +186,8 @@ def load_study(path: str | Path) -> StudyFrames:
         if not (folder / STATUS_FILE).exists():
             _warn(f"run {run_id}", folder, "run not complete (no status.json)")
             continue
-        status = _read(f"run {run_id}", folder / STATUS_FILE, _read_json)
-        config = _read(f"run {run_id}", folder / "config.json", _read_json)
+        status = _read(f"run {run_id}", folder / STATUS_FILE, read_json)
+        config = _read(f"run {run_id}", folder / "config.json", read_json)
         if status is None or config is None:
             continue
         columns = {"run_id": run_id, **flatten_config(config["train"])}

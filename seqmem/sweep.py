@@ -2,8 +2,9 @@
 
 A ``Study`` names base TrainConfig fields, ``axes`` whose product is the grid, ``presets`` that
 override both (``quick`` for a laptop, ``full`` for the real thing), per-value ``overrides`` (say,
-hidden size per cell) and an optional ``ProbeConfig``.  Every grid point is a ``RunConfig`` whose
-``run_id`` is a hash of its canonical JSON, so a run's folder name *is* its configuration:
+hidden size per cell), an optional ``ProbeConfig`` and the papers it reproduces (``literature``).
+Every grid point is a ``seqmem.config.RunConfig`` whose ``run_id`` is a hash of its canonical
+JSON, so a run's folder name *is* its configuration:
 
     study.grid("quick")  ->  [RunConfig, ...]           validated before anything runs
     run_study(study)     ->  <out>/<name>/runs/<run_id>/...   (see seqmem.results)
@@ -22,12 +23,8 @@ pairs or ``{"task": name, "task_params": params}`` dicts, which replace the task
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import hashlib
-import importlib.util
 import itertools
-import json
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -48,40 +45,17 @@ import torch
 from tqdm.auto import tqdm
 
 from seqmem import results
-from seqmem.analysis import ProbeConfig, make_probe
-from seqmem.train import RunResult, TrainConfig, train
+from seqmem.analysis.probe import make_probe
+from seqmem.config import ProbeConfig, RunConfig, TrainConfig
+from seqmem.train import RunResult, train
 
-__all__ = ["RunConfig", "Study", "run_study", "train_run", "load_study_module", "main_for_study"]
+__all__ = ["Study", "run_study", "run_statuses", "train_run", "execute_run"]
 
 TASK_AXIS = "task"
 TASK_PARAM = "task_params."
 PRESET_KEYS = ("base", "axes", "overrides", "probe")
 STATUSES = ("solved", "budget_exhausted", "diverged", "failed")
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """One run: the training config plus what to probe while training (None: nothing)."""
-
-    train: TrainConfig
-    probe: ProbeConfig | None = None
-
-    def to_dict(self) -> dict:
-        return {"train": self.train.to_dict(), "probe": None if self.probe is None else self.probe.to_dict()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RunConfig:
-        probe = d.get("probe")
-        return cls(TrainConfig.from_dict(d["train"]), None if probe is None else ProbeConfig.from_dict(probe))
-
-    def canonical_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-
-    @property
-    def run_id(self) -> str:
-        # sha256 of the canonical JSON, not hash(): the same in every process and Python version
-        return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()[:12]
 
 
 # -- the study grid -------------------------------------------------------------------------------
@@ -141,6 +115,9 @@ class Study:
     overrides: axis -> {axis value -> {key: value}}, applied to runs with that value
                (e.g. {"cell": {"lstm": {"hidden_size": 64}}}); a key may not also be an axis
     probe:     ProbeConfig recorded during every run, or None
+    literature: keys of the papers the study reproduces (e.g. "hochreiter1997", "arjovsky2016"),
+               written to study.json, where the report looks up its literature tables; they are
+               no part of any run's identity
     Every preset's grid is built (and so validated) at construction.
     """
 
@@ -150,12 +127,22 @@ class Study:
     presets: dict = field(default_factory=dict)
     overrides: dict = field(default_factory=dict)
     probe: ProbeConfig | None = None
+    literature: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
             raise ValueError(
                 f"name={self.name!r} is invalid: must be a folder name of letters, digits, '_', '-', '.'"
             )
+        keys = self.literature
+        if isinstance(keys, str) or not isinstance(keys, tuple | list):
+            keys = [keys]
+        if not all(isinstance(key, str) and re.fullmatch(r"[a-z][a-z0-9_]*", key) for key in keys):
+            raise ValueError(
+                f"literature={self.literature!r} is invalid: must be a tuple of paper keys "
+                "(lower-case letters, digits, '_'), e.g. ('hochreiter1997',)"
+            )
+        object.__setattr__(self, "literature", tuple(keys))
         for preset_name, changes in _check_dict("presets", self.presets).items():
             for key in _check_dict(f"presets[{preset_name!r}]", changes):
                 if key not in PRESET_KEYS:
@@ -248,6 +235,7 @@ class Study:
             "axes": {axis: list(values) for axis, values in axes.items()},
             "overrides": {axis: {str(v): f for v, f in by.items()} for axis, by in overrides.items()},
             "probe": None if probe is None else probe.to_dict(),
+            "literature": list(self.literature),
             "grid": [{"run_id": run.run_id, **run.to_dict()} for run in self.grid(preset)],
         }
 
@@ -272,7 +260,15 @@ def execute_run(run: RunConfig, study_dir: Path, run_fn: RunFn = train_run, prog
     torch.set_num_threads(1)
     start = time.perf_counter()
     try:
-        results.write_run(study_dir, run, run_fn(run, progress))
+        result = run_fn(run, progress)
+        results.write_run(
+            study_dir,
+            run,
+            history=result.history,
+            probes=result.probes,
+            state_dict=result.state_dict,
+            outcome=result.summary(),
+        )
     except Exception:
         results.write_failed_run(study_dir, run, traceback.format_exc(), time.perf_counter() - start)
     finally:
@@ -363,7 +359,8 @@ def _error_of(future: Any) -> str | None:
 # -- the sweep ------------------------------------------------------------------------------------
 
 
-def _statuses(study_dir: Path, runs: list[RunConfig]) -> dict[str, str | None]:
+def run_statuses(study_dir: Path, runs: list[RunConfig]) -> dict[str, str | None]:
+    """run id -> its recorded status, or None while the run is not complete."""
     return {
         run.run_id: (results.read_status(results.run_dir(study_dir, run.run_id)) or {}).get("status")
         for run in runs
@@ -421,8 +418,8 @@ def run_study(
         )
     grid = study.grid(preset)  # validates every run before anything starts
     study_dir = (Path(out) / study.name).resolve()
-    results.write_study_info(study_dir, study, preset)
-    before = _statuses(study_dir, grid)
+    results.write_study_info(study_dir, study.info(preset))
+    before = run_statuses(study_dir, grid)
     todo = [
         run for run in grid if before[run.run_id] is None or (retry_failed and before[run.run_id] == "failed")
     ]
@@ -455,66 +452,8 @@ def run_study(
                     stacklevel=2,
                 )
             bar.update()
-    table = _summary(grid, _statuses(study_dir, grid), {run.run_id for run in todo})
+    table = _summary(grid, run_statuses(study_dir, grid), {run.run_id for run in todo})
     elapsed = time.perf_counter() - start
     print(f"\n{study.name} [{preset}]: ran {len(todo)} runs in {elapsed:.1f} s -> {study_dir}")
     print(table.to_string())
     return study_dir
-
-
-# -- study scripts and the CLI --------------------------------------------------------------------
-
-
-def load_study_module(path: str | Path) -> Study:
-    """Import a study script (studies/NAME.py) by path and return its module-level ``STUDY``."""
-    path = Path(path)
-    if path.suffix != ".py" or not path.is_file():
-        raise ValueError(f"path={str(path)!r} is invalid: must be an existing .py study script")
-    name = f"seqmem_study_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses defined in the script look their module up by name
-    spec.loader.exec_module(module)
-    study = getattr(module, "STUDY", None)
-    if not isinstance(study, Study):
-        raise ValueError(
-            f"{path}: STUDY={type(study).__name__} is invalid: must be a module-level seqmem.sweep.Study"
-        )
-    return study
-
-
-def main_for_study(study: Study, argv: list[str] | None = None) -> int:
-    """Command line of a study script: run the sweep, then render its report.  Returns the exit
-    status: 1 if any run failed, else 0."""
-    parser = argparse.ArgumentParser(description=f"Run the {study.name!r} study, then render its report.")
-    parser.add_argument(
-        "--preset", default="quick" if "quick" in study.presets else None, choices=list(study.presets) or None
-    )
-    parser.add_argument("--out", default="results", help="results folder (default: results)")
-    parser.add_argument("--executor", default="local", choices=["local", "dask"])
-    parser.add_argument("--scheduler", default=None, help="dask scheduler address (default: a LocalCluster)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: one per core)")
-    parser.add_argument("--retry-failed", action="store_true", help="redo runs recorded as failed")
-    parser.add_argument("--no-report", action="store_true", help="skip rendering the report")
-    args = parser.parse_args(argv)
-    try:
-        study_dir = run_study(
-            study,
-            preset=args.preset,
-            out=args.out,
-            executor=args.executor,
-            workers=args.workers,
-            scheduler=args.scheduler,
-            retry_failed=args.retry_failed,
-        )
-    except ValueError as err:
-        parser.error(str(err))
-    if not args.no_report:
-        try:
-            from seqmem.report import render_report
-        except ImportError as err:
-            print(f"report skipped: seqmem.report is not available ({err})")
-        else:
-            print(f"report: {render_report(study_dir)}")
-    failed = [s for s in _statuses(study_dir, study.grid(args.preset)).values() if s in (None, "failed")]
-    return 1 if failed else 0

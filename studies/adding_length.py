@@ -9,8 +9,9 @@ few dozen steps (Bengio et al. 1994); gated cells and the RNN remedies go much f
     python studies/adding_length.py --preset full
 """
 
-from seqmem.analysis import ProbeConfig
-from seqmem.sweep import Study, main_for_study
+from seqmem.cli import main_for_study
+from seqmem.config import ProbeConfig
+from seqmem.sweep import Study
 
 # Adam, batch 32, gradient clipping at norm 1, hidden 128: TrainConfig's defaults.
 STUDY = Study(

@@ -9,8 +9,9 @@ study sweeps the delay per cell and reports the solve rate and final loss / base
     python studies/copy_length.py --preset full
 """
 
-from seqmem.analysis import ProbeConfig
-from seqmem.sweep import Study, main_for_study
+from seqmem.cli import main_for_study
+from seqmem.config import ProbeConfig
+from seqmem.sweep import Study
 
 # Adam, batch 32, gradient clipping at norm 1, hidden 128: TrainConfig's defaults.
 STUDY = Study(

@@ -13,8 +13,9 @@ leading Lyapunov exponents.  The report shows the decay per cell and the fitted 
 so that its 30 runs fit within an hour on 2 cores.
 """
 
-from seqmem.analysis import ProbeConfig
-from seqmem.sweep import Study, main_for_study
+from seqmem.cli import main_for_study
+from seqmem.config import ProbeConfig
+from seqmem.sweep import Study
 
 # Adam, batch 32, gradient clipping at norm 1, hidden 128: TrainConfig's defaults.
 STUDY = Study(

@@ -41,10 +41,9 @@ import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
+from seqmem.io import atomic_write, write_json
 from seqmem.report.html import CSS, FigureSpec, figure_section, html_table
 from seqmem.report.style import new_figure, styled
-from seqmem.results import write_json
-from seqmem.train import atomic_write
 
 # area -> module with ``run(quick: bool) -> DataFrame``; imported only when its area runs
 AREAS: dict[str, str] = {

@@ -21,7 +21,8 @@ length, one core per run).  ``paper`` is the unscaled 20,000 iterations x 3 seed
     python studies/reproduce_arjovsky2016.py --preset full
 """
 
-from seqmem.sweep import Study, main_for_study
+from seqmem.cli import main_for_study
+from seqmem.sweep import Study
 
 COPY = [("copy", {"delay": t}) for t in (100, 200, 300, 500)]
 ADDING = [("adding", {"length": t, "variant": "arjovsky2016"}) for t in (100, 200, 400, 750)]
@@ -38,6 +39,7 @@ def sizes(cells: list[str], task_names: list[str]) -> dict:
 
 STUDY = Study(
     name="reproduce_arjovsky2016",
+    literature=("arjovsky2016",),  # the report's paper-vs-seqmem tables
     base={
         "optimizer": "rmsprop",
         "lr": 1e-3,

@@ -52,7 +52,8 @@ What differs from the paper, openly:
     python studies/reproduce_hochreiter1997.py --preset full
 """
 
-from seqmem.sweep import Study, main_for_study
+from seqmem.cli import main_for_study
+from seqmem.sweep import Study
 
 EXPERIMENTS = {
     "4": ("adding", {"length": 100, "variant": "hochreiter1997"}),
@@ -67,6 +68,7 @@ SCALED = [EXPERIMENTS[key] for key in ("4", "4_T500", "5", "6a", "6b")]
 
 STUDY = Study(
     name="reproduce_hochreiter1997",
+    literature=("hochreiter1997",),  # the report's paper-vs-seqmem tables
     base={
         "optimizer": "adam",
         "lr": 1e-2,

@@ -11,11 +11,9 @@ strategy: one whose output at step t depends on t alone, never on the inputs
 
 from __future__ import annotations
 
-import dataclasses
-
 from .adding import AddingTask, MultiplicationTask
 from .associative_recall import AssociativeRecallTask
-from .base import Batch, Task
+from .base import Batch, Task, check_fields
 from .copy import CopyTask
 from .selective_copy import SelectiveCopyTask
 from .temporal_order import TemporalOrderTask
@@ -52,16 +50,5 @@ def make_task(name: str, **params: object) -> Task:
     """Build the task registered as ``name`` with ``params`` (validated by the task)."""
     if name not in _REGISTRY:
         raise ValueError(f"name={name!r} is invalid: must be one of {', '.join(map(repr, _REGISTRY))}")
-    cls = _REGISTRY[name]
-    accepted = [field.name for field in dataclasses.fields(cls)]
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise ValueError(f"params={unknown} is invalid for task {name!r}: allowed are {', '.join(accepted)}")
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in params and _required(f)]
-    if missing:
-        raise ValueError(f"{', '.join(missing)} is missing: task {name!r} requires a value for it")
-    return cls(**params)
-
-
-def _required(field: dataclasses.Field) -> bool:
-    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+    check_fields(f"task {name!r}", _REGISTRY[name], params)
+    return _REGISTRY[name](**params)

@@ -8,12 +8,13 @@ so the same seed always gives the same batch.  Everything is batch-first.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
 
-__all__ = ["Batch", "Task", "check_int", "check_choice", "step_scores", "render_columns"]
+__all__ = ["Batch", "Task", "check_int", "check_choice", "check_fields", "step_scores", "render_columns"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,30 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     """Raise a one-line ValueError unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise ValueError(f"{name}={value!r} is invalid: must be one of {', '.join(map(repr, choices))}")
+
+
+def check_fields(
+    owner: str, cls: type, given: Mapping[str, object], spell: Callable[[str], str] = str
+) -> None:
+    """Raise a one-line ValueError unless ``given`` (field name -> value) names only fields of
+    the dataclass ``cls`` and every field it requires (one without a default).
+
+    ``owner`` names whose fields they are in the message ("task 'copy'", "TrainConfig");
+    ``spell`` writes a field name as the user typed it (e.g. as a command-line flag)."""
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    listing = ", ".join(spell(f.name) for f in fields)
+    for name, value in given.items():
+        if name not in {f.name for f in fields}:
+            raise ValueError(
+                f"{spell(name)}={value!r} is invalid: {owner} has no such field (its fields: {listing})"
+            )
+    for f in fields:
+        if (
+            f.name not in given
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ):
+            raise ValueError(f"{spell(f.name)} is missing: {owner} requires it (its fields: {listing})")
 
 
 def step_scores(correct: torch.Tensor, where: torch.Tensor) -> dict[str, float]:
@@ -158,9 +183,7 @@ class Task:
     def per_step_loss(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Unmasked loss at every step, ``(B, L)``."""
         if self.kind == "classification":
-            return torch.nn.functional.cross_entropy(
-                outputs.transpose(1, 2), batch.targets, reduction="none"
-            )
+            return torch.nn.functional.cross_entropy(outputs.transpose(1, 2), batch.targets, reduction="none")
         return (outputs[..., 0] - batch.targets.to(outputs.dtype)) ** 2
 
     def metrics(self, outputs: torch.Tensor, batch: Batch) -> dict[str, float]:
@@ -195,4 +218,3 @@ class Task:
     def __str__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{self.name}({args})"
-

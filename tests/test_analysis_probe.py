@@ -9,7 +9,6 @@ import torch
 
 from seqmem.analysis import (
     PROBE_COLUMNS,
-    ProbeConfig,
     gate_statistics,
     gradient_norms_by_lag,
     jacobian_norms_by_lag,
@@ -17,7 +16,8 @@ from seqmem.analysis import (
     make_probe,
     rnn_gradient_bound,
 )
-from seqmem.train import ProbeContext, TrainConfig, build_model, train
+from seqmem.config import ProbeConfig, TrainConfig
+from seqmem.train import ProbeContext, build_model, train
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 

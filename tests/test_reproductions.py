@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from seqmem.cli import load_study_module
 from seqmem.report.literature import arjovsky_table, hochreiter_table
 from seqmem.results import load_study
-from seqmem.sweep import load_study_module, run_study
+from seqmem.sweep import run_study
 from seqmem.train import build_model
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"

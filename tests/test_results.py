@@ -1,11 +1,16 @@
 """seqmem.results: the run folder layout, loading into tidy frames, and damage reporting.
 
-Runs are fabricated RunResults with known contents, so every loaded value has an independent
-reference: the data that was written."""
+Runs are fabricated with known contents, so every loaded value has an independent reference:
+the data that was written."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,8 +18,9 @@ import pytest
 import torch
 
 from seqmem import results
-from seqmem.sweep import RunConfig, Study
-from seqmem.train import RunResult
+from seqmem.config import RunConfig
+from seqmem.io import load_checkpoint
+from seqmem.sweep import Study
 
 STUDY = Study(
     name="store",
@@ -23,8 +29,8 @@ STUDY = Study(
 )
 
 
-def fabricated_result(run: RunConfig, probes: pd.DataFrame | None = None) -> RunResult:
-    """A RunResult whose numbers are simple functions of the seed."""
+def fabricated_result(run: RunConfig, probes: pd.DataFrame | None = None) -> dict:
+    """What write_run stores, with numbers that are simple functions of the seed."""
     seed = run.train.seed
     steps = np.arange(0, 30, 10)
     history = pd.DataFrame(
@@ -49,27 +55,25 @@ def fabricated_result(run: RunConfig, probes: pd.DataFrame | None = None) -> Run
                 "value": [1.0, 0.5 + seed, np.nan],
             }
         )
-    return RunResult(
-        config=run.train,
-        status="solved" if seed == 0 else "diverged",
-        history=history,
-        probes=probes,
-        steps=20,
-        sequences_seen=640,
-        diverged_step=None if seed == 0 else 17,
-        final_metrics={"loss": np.float64(0.25 + seed), "loss_ratio": float("nan") if seed else 0.5},
-        elapsed_s=1.5,
-        state_dict={"readout.weight": torch.full((1, 4), float(seed))},
-    )
+    outcome = {
+        "status": "solved" if seed == 0 else "diverged",
+        "steps": 20,
+        "sequences_seen": 640,
+        "diverged_step": None if seed == 0 else 17,
+        "final_metrics": {"loss": np.float64(0.25 + seed), "loss_ratio": float("nan") if seed else 0.5},
+        "elapsed_s": 1.5,
+    }
+    state_dict = {"readout.weight": torch.full((1, 4), float(seed))}
+    return {"history": history, "probes": probes, "state_dict": state_dict, "outcome": outcome}
 
 
 @pytest.fixture
 def study_dir(tmp_path):
     """A study folder with every run of STUDY written."""
     path = tmp_path / STUDY.name
-    results.write_study_info(path, STUDY, None)
+    results.write_study_info(path, STUDY.info(None))
     for run in STUDY.grid(None):
-        results.write_run(path, run, fabricated_result(run))
+        results.write_run(path, run, **fabricated_result(run))
     return path
 
 
@@ -82,26 +86,31 @@ def test_written_runs_load_back_as_tidy_frames(study_dir):
     assert frames.info["grid"][0]["run_id"] == grid[0].run_id
     for run in grid:
         expected = fabricated_result(run)
+        outcome = expected["outcome"]
         row = frames.runs.set_index("run_id").loc[run.run_id]
         assert (row.status, row.solved, row.steps, row.sequences_seen) == (
-            expected.status,
-            expected.status == "solved",
-            expected.steps,
-            expected.sequences_seen,
+            outcome["status"],
+            outcome["status"] == "solved",
+            outcome["steps"],
+            outcome["sequences_seen"],
         )
-        assert row.final_loss == expected.final_metrics["loss"]
+        diverged = outcome["diverged_step"]
+        assert row.diverged_step == diverged if diverged is not None else pd.isna(row.diverged_step)
+        assert (row.final_loss, row.elapsed_s) == (outcome["final_metrics"]["loss"], outcome["elapsed_s"])
         assert (row.cell, row.seed, row.length, row.variant) == ("lstm", run.train.seed, 12, "arjovsky2016")
-        for frame, written in ((frames.metrics, expected.history), (frames.analysis, expected.probes)):
+        for frame, name in ((frames.metrics, "history"), (frames.analysis, "probes")):
+            written = expected[name]
             mine = frame[frame.run_id == run.run_id].reset_index(drop=True)
             pd.testing.assert_frame_equal(mine[list(written.columns)], written)
             assert (mine.seed == run.train.seed).all() and (mine.length == 12).all()
-        state = torch.load(results.run_dir(study_dir, run.run_id) / "checkpoint.pt", weights_only=True)
-        assert torch.equal(state["readout.weight"], expected.state_dict["readout.weight"])
+        state, config = load_checkpoint(results.run_dir(study_dir, run.run_id) / "checkpoint.pt")
+        assert torch.equal(state["readout.weight"], expected["state_dict"]["readout.weight"])
+        assert config == run.train.to_dict()
 
 
 def test_failed_run_is_loaded_with_its_traceback(tmp_path):
     single = Study(name="single", base=STUDY.base)
-    results.write_study_info(tmp_path, single, None)
+    results.write_study_info(tmp_path, single.info(None))
     run = single.grid(None)[0]
     results.write_failed_run(tmp_path, run, "Traceback ...\nRuntimeError: boom", 0.5)
     with warnings.catch_warnings():
@@ -157,7 +166,7 @@ def test_interrupted_write_leaves_an_incomplete_run(study_dir):
     (folder / "stale.txt").write_text("from an earlier attempt")
     unwritable = pd.DataFrame({"value": [1.0, "not a float"]})  # pyarrow refuses mixed types
     with pytest.raises(Exception, match="value"):
-        results.write_run(study_dir, run, fabricated_result(run, probes=unwritable))
+        results.write_run(study_dir, run, **fabricated_result(run, probes=unwritable))
     assert results.read_status(folder) is None and (folder / "metrics.parquet").exists()
     assert not (folder / "stale.txt").exists()
     with pytest.warns(UserWarning, match=f"run {run.run_id}: run not complete"):
@@ -177,3 +186,15 @@ def test_empty_and_missing_study_folders(tmp_path):
         frames = results.load_study(tmp_path)
     for frame in (frames.runs, frames.metrics, frames.analysis):
         assert list(frame.columns) == ["run_id"] and frame.empty
+
+
+def test_the_store_does_not_load_training():
+    # results depends only on config and io: loading it must not pull in the model, training,
+    # analysis, sweep, report or CLI modules.
+    code = "import json, sys, seqmem.results; print(json.dumps(sorted(sys.modules)))"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).absolute().parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    loaded = {name for name in json.loads(out.stdout) if name.startswith("seqmem.")}
+    assert {"seqmem.results", "seqmem.io", "seqmem.config"} <= loaded
+    above = ("model", "train", "analysis", "sweep", "report", "cli")
+    assert not {name for name in loaded if name.split(".")[1] in above}

@@ -1,4 +1,4 @@
-"""seqmem.sweep: grid expansion, run identity, executors, resume after SIGKILL, isolation, CLI glue.
+"""seqmem.sweep: grid expansion, the run ids of the studies, executors, resume after SIGKILL, isolation.
 
 The reference for every stored result is an independent one: a direct train() call, or an
 uninterrupted in-process sweep of the same study, compared file by file (timings excluded)."""
@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import pandas as pd
@@ -20,8 +19,11 @@ import pytest
 import torch
 
 from seqmem import results
-from seqmem.sweep import RunConfig, Study, load_study_module, main_for_study, run_study, train_run
-from seqmem.train import TrainConfig, train
+from seqmem.cli import load_study_module
+from seqmem.config import RunConfig, TrainConfig
+from seqmem.io import load_checkpoint
+from seqmem.sweep import Study, run_study, train_run
+from seqmem.train import train
 
 REPO = Path(__file__).absolute().parents[1]
 TINY = {
@@ -37,8 +39,9 @@ TINY = {
 
 # The study the SIGKILL and dask tests run: runs long enough (~0.5 s each) to kill part-way.
 STUDY_SCRIPT = """
-from seqmem.analysis import ProbeConfig
-from seqmem.sweep import Study, main_for_study
+from seqmem.cli import main_for_study
+from seqmem.config import ProbeConfig
+from seqmem.sweep import Study
 
 STUDY = Study(
     name="killable",
@@ -81,8 +84,8 @@ def assert_same_runs(dir_a: Path, dir_b: Path) -> None:
                 pd.read_parquet(p / name).drop(columns="elapsed_s", errors="ignore") for p in (a, b)
             )
             pd.testing.assert_frame_equal(frame_a, frame_b)
-        state_a, state_b = (torch.load(p / "checkpoint.pt", weights_only=True) for p in (a, b))
-        assert state_a.keys() == state_b.keys()
+        (state_a, config_a), (state_b, config_b) = (load_checkpoint(p / "checkpoint.pt") for p in (a, b))
+        assert state_a.keys() == state_b.keys() and config_a == config_b
         assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
 
 
@@ -102,51 +105,59 @@ def reference(study_script, tmp_path_factory) -> Path:
 
 # -- run identity ---------------------------------------------------------------------------------
 
+# The run ids seqmem 0.1.0 gave the main job's runs (studies/gradient_decay.py --preset quick):
+# the names of results folders users already have, which a rerun must find to resume.
+GRADIENT_DECAY_QUICK_IDS = [
+    "9b6304316ea5",
+    "2fcfcced8fc9",
+    "4a3c2d5cc90d",
+    "f4565d9a4ce9",
+    "a6c4eeb64a71",
+    "51e616b45ca9",
+    "3f7609e813a6",
+    "f7957890f766",
+    "1d8e5768be48",
+    "c0675bf83b8b",
+    "a2c7c91611e1",
+    "5b2e04b65ce5",
+]
 
-def _config(**changes) -> RunConfig:
-    fields = {"task": "adding", "task_params": {"length": 20}, "cell": "lstm", "max_steps": 10, **changes}
-    return RunConfig(TrainConfig(**fields))
+
+def test_the_main_jobs_run_ids_are_those_of_0_1_0():
+    study = load_study_module(REPO / "studies" / "gradient_decay.py")
+    assert [run.run_id for run in study.grid("quick")] == GRADIENT_DECAY_QUICK_IDS
 
 
-def test_run_id_is_stable_across_processes():
-    config = _config()
-    code = (
-        "import json, sys; from seqmem.sweep import RunConfig; "
-        "print(RunConfig.from_dict(json.loads(sys.argv[1])).run_id)"
-    )
-    # A different hash seed would change any id built on hash().
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "12345"}
-    out = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(config.to_dict())],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout.strip() == config.run_id
-    assert len(config.run_id) == 12 and int(config.run_id, 16) >= 0
+def test_literature_keys_are_recorded_and_change_no_run_id(tmp_path):
+    plain = Study(name="lit", base=TINY, axes={"seed": [0, 1]})
+    cited = Study(name="lit", base=TINY, axes={"seed": [0, 1]}, literature=["hochreiter1997"])
+    assert cited.literature == ("hochreiter1997",)
+    assert [r.run_id for r in cited.grid(None)] == [r.run_id for r in plain.grid(None)]
+    assert (plain.info(None)["literature"], cited.info(None)["literature"]) == ([], ["hochreiter1997"])
+    for key in ("Hochreiter 1997", "", 1997):
+        with pytest.raises(ValueError, match=r"^literature=.* is invalid: [^\n]+$"):
+            Study(name="lit", base=TINY, literature=(key,))
 
 
 @pytest.mark.parametrize(
-    "changes",
+    ("script", "keys"),
     [
-        {"seed": 1},
-        {"lr": 2e-3},
-        {"cell": "gru"},
-        {"task_params": {"length": 21}},
-        {"task_params": {"length": 20, "variant": "hochreiter1997"}},
-        {"max_steps": None, "max_sequences": 320},
+        ("reproduce_hochreiter1997", ["hochreiter1997"]),
+        ("reproduce_arjovsky2016", ["arjovsky2016"]),
+        ("gradient_decay", []),
     ],
 )
-def test_run_id_changes_with_the_config(changes):
-    assert _config(**changes).run_id != _config().run_id
+def test_studies_name_the_papers_they_reproduce(script, keys):
+    study = load_study_module(REPO / "studies" / f"{script}.py")
+    assert study.info("quick")["literature"] == keys
 
 
-def test_run_id_ignores_spelling():
-    # default task parameters spelled out, other key order, lr as an int: the same run
-    same = _config(task_params={"variant": "arjovsky2016", "length": 20}, lr=0.001)
-    assert same.run_id == _config().run_id
-    assert RunConfig.from_dict(json.loads(same.canonical_json())).run_id == same.run_id
+def test_sweeping_does_not_load_the_report():
+    code = "import json, sys, seqmem.sweep; print(json.dumps(sorted(sys.modules)))"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    loaded = set(json.loads(out.stdout))
+    assert "seqmem.train" in loaded and not {"seqmem.report", "seqmem.cli"} & loaded
 
 
 # -- the grid -------------------------------------------------------------------------------------
@@ -368,29 +379,3 @@ def test_dask_local_cluster_matches_local_executor(study_script, reference, tmp_
     study = load_study_module(study_script)
     study_dir = run_study(study, out=tmp_path, executor="dask", workers=2, progress=False)
     assert_same_runs(study_dir, reference)
-
-
-# -- study scripts --------------------------------------------------------------------------------
-
-
-def test_load_study_module_rejects_scripts_without_study(tmp_path):
-    script = tmp_path / "nostudy.py"
-    script.write_text("STUDY = 3\n")
-    with pytest.raises(ValueError, match="STUDY"):
-        load_study_module(script)
-    with pytest.raises(ValueError, match="path"):
-        load_study_module(tmp_path / "missing.py")
-
-
-def test_main_for_study_runs_then_renders_the_report(tmp_path, monkeypatch, capsys):
-    calls = []
-    report = types.ModuleType("seqmem.report")
-    report.render_report = lambda study_dir: calls.append(study_dir) or study_dir / "report" / "index.html"
-    monkeypatch.setitem(sys.modules, "seqmem.report", report)
-    study = Study(name="cli", base=TINY, axes={"seed": [0]}, presets={"quick": {}, "full": {}})
-    assert main_for_study(study, ["--out", str(tmp_path), "--workers", "1"]) == 0
-    assert calls == [tmp_path.resolve() / "cli"]
-    assert f"report: {tmp_path.resolve() / 'cli' / 'report' / 'index.html'}" in capsys.readouterr().out
-    assert json.loads((tmp_path / "cli" / "study.json").read_text())["preset"] == "quick"
-    with pytest.raises(SystemExit):
-        main_for_study(study, ["--out", str(tmp_path), "--workers", "0"])

@@ -11,7 +11,7 @@ import torch
 
 import tasks
 from tasks import Batch, Task, make_task, task_names
-from tasks.base import render_columns, step_scores
+from tasks.base import check_fields, render_columns, step_scores
 
 TASKS = [
     tasks.CopyTask(delay=20),
@@ -98,6 +98,40 @@ def test_make_task_rejects_bad_names_and_params(name: str, params: dict, field: 
     with pytest.raises(ValueError, match=field) as info:
         make_task(name, **params)
     assert "\n" not in str(info.value)
+
+
+@dataclasses.dataclass
+class Fields:
+    needed: int
+    optional: int = 0
+    listed: list = dataclasses.field(default_factory=list)
+    derived: int = dataclasses.field(init=False, default=0)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        (
+            {"needed": 1, "extra": 2},
+            "extra=2 is invalid: Fields has no such field (its fields: needed, optional, listed)",
+        ),
+        ({"needed": 1, "derived": 2}, "derived=2 is invalid: Fields has no such field"),  # not an init field
+        ({"optional": 1}, "needed is missing: Fields requires it (its fields: needed, optional, listed)"),
+    ],
+)
+def test_check_fields_names_the_unknown_or_missing_field(given: dict, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        check_fields("Fields", Fields, given)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_check_fields_accepts_the_fields_and_spells_them_as_asked() -> None:
+    check_fields("Fields", Fields, {"needed": 1})
+    check_fields("Fields", Fields, {"needed": 1, "optional": 2, "listed": []})
+    with pytest.raises(
+        ValueError, match=r"^--needed is missing: Fields requires it \(its fields: --needed, "
+    ):
+        check_fields("Fields", Fields, {}, spell=lambda name: f"--{name}")
 
 
 # -- the Batch contract ----------------------------------------------------------------------------

@@ -10,14 +10,15 @@ DataFrame; ``make_probe`` records all of them while a model trains.
 - ``gate_statistics`` (gates.py): gate activations by step.
 - ``fit_decay``, ``rnn_gradient_bound`` (fits.py): decay factor, half-life, memory horizon with
   confidence intervals over seeds; the Pascanu et al. (2013) bound.
-- ``ProbeConfig``, ``make_probe`` (probe.py): the training callback, long probe rows.
+- ``make_probe`` (probe.py): the training callback, long probe rows (what it records: a
+  ``seqmem.config.ProbeConfig``).
 """
 
 from seqmem.analysis.fits import fit_decay, rnn_gradient_bound
 from seqmem.analysis.gates import gate_statistics
 from seqmem.analysis.gradients import gradient_norms_by_lag, input_saliency_by_step
 from seqmem.analysis.jacobians import jacobian_norms_by_lag, lyapunov_spectrum
-from seqmem.analysis.probe import PROBE_COLUMNS, ProbeConfig, make_probe, to_probe_rows
+from seqmem.analysis.probe import PROBE_COLUMNS, make_probe, to_probe_rows
 
 __all__ = [
     "gradient_norms_by_lag",
@@ -27,7 +28,6 @@ __all__ = [
     "gate_statistics",
     "fit_decay",
     "rnn_gradient_bound",
-    "ProbeConfig",
     "make_probe",
     "to_probe_rows",
     "PROBE_COLUMNS",

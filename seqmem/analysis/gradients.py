@@ -19,18 +19,17 @@ import pandas as pd
 import torch
 
 from seqmem.analysis.common import as_dtype, batch_as_dtype, lag_frame
+from seqmem.config import REFERENCES
 from seqmem.model import SequenceModel
 from tasks.base import Batch, Task, check_choice
 
 __all__ = [
-    "REFERENCES",
     "gradient_norms_by_lag",
     "input_saliency_by_step",
     "lag_gradient_norms",
     "reference_loss",
 ]
 
-REFERENCES = ("last", "all")
 QUANTITIES = ("grad_norm", "cell_grad_norm", "input_saliency")
 
 

@@ -1,6 +1,6 @@
 """The training callback that records the analysis as a study runs, in the long probe-row format.
 
-``make_probe(ProbeConfig(...))`` returns ``callback(ctx) -> DataFrame | None`` for
+``make_probe(seqmem.config.ProbeConfig(...))`` returns ``callback(ctx) -> DataFrame | None`` for
 ``seqmem.train.train``: at initialisation, every ``every_n_evals``-th evaluation and at the end
 it measures the model on a fixed prefix of the held-out batch (so probes are deterministic and
 comparable across steps) and returns rows with the columns of ``PROBE_COLUMNS``:
@@ -16,10 +16,8 @@ gradient_bound (RNN cells, t = lag = -1, stat 'mean').  stats: mean, median, q10
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
@@ -27,91 +25,24 @@ import torch
 from seqmem.analysis.common import STATS, as_dtype, batch_as_dtype, lag_frame, stat_column
 from seqmem.analysis.fits import rnn_gradient_bound
 from seqmem.analysis.gates import gate_statistics
-from seqmem.analysis.gradients import REFERENCES, lag_gradient_norms
+from seqmem.analysis.gradients import lag_gradient_norms
 from seqmem.analysis.jacobians import forget_product, jacobian_norms_by_lag, lyapunov_spectrum
 from seqmem.cells import RNNCell
-from tasks.base import Batch, check_choice, check_int
+from seqmem.config import PROBE_DTYPES, ProbeConfig
+from tasks.base import Batch
 
 if TYPE_CHECKING:  # train runs the probes, so analysis does not import it at run time
     from seqmem.train import ProbeContext
 
-__all__ = ["PROBE_COLUMNS", "PROBE_QUANTITIES", "ProbeConfig", "make_probe", "to_probe_rows"]
+__all__ = ["PROBE_COLUMNS", "make_probe", "to_probe_rows"]
 
 PROBE_COLUMNS = ["step", "sequences_seen", "phase", "quantity", "t", "lag", "stat", "value"]
-# what a ProbeConfig can ask for; 'jacobian' is the family of Jacobian-product norms
-PROBE_QUANTITIES = (
-    "grad_norm",
-    "input_saliency",
-    "jacobian",
-    "forget_product",
-    "gates",
-    "lyapunov",
-    "gradient_bound",
-)
 JACOBIAN_QUANTITIES = (
     "jacobian_spectral",
     "jacobian_frobenius",
     "cell_jacobian_spectral",
     "cell_jacobian_frobenius",
 )
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-@dataclass(frozen=True)
-class ProbeConfig:
-    """What the probe records, when, and on how much data.
-
-    quantities           a subset of PROBE_QUANTITIES ('grad_norm' includes cell_grad_norm)
-    every_n_evals        probe every n-th evaluation during training (0: only at 'init' and
-                         'final', which are always probed)
-    batch_size           sequences of the held-out batch (its first ones) for gradients and gates
-    jacobian_batch_size  sequences for the Jacobian products and the Lyapunov spectrum (costly)
-    lyapunov_k           leading exponents to compute (capped at the state size)
-    reference            'last' (the task's reference step) or 'all' (the full loss)
-    dtype                'float64' (default: follows the decay far past float32's underflow) or
-                         'float32' (what training sees)
-    """
-
-    quantities: tuple[str, ...] = PROBE_QUANTITIES
-    every_n_evals: int = 1
-    batch_size: int = 64
-    jacobian_batch_size: int = 8
-    lyapunov_k: int = 16
-    reference: str = "last"
-    dtype: str = "float64"
-
-    def __post_init__(self) -> None:
-        if (
-            isinstance(self.quantities, str)
-            or not isinstance(self.quantities, tuple | list)
-            or not self.quantities
-        ):
-            raise ValueError(
-                f"quantities={self.quantities!r} is invalid: must be a non-empty tuple of {PROBE_QUANTITIES}"
-            )
-        for name in self.quantities:
-            check_choice("quantities", name, PROBE_QUANTITIES)
-        object.__setattr__(self, "quantities", tuple(self.quantities))
-        check_int("every_n_evals", self.every_n_evals, 0)
-        check_int("batch_size", self.batch_size, 1)
-        check_int("jacobian_batch_size", self.jacobian_batch_size, 1)
-        check_int("lyapunov_k", self.lyapunov_k, 1)
-        check_choice("reference", self.reference, REFERENCES)
-        check_choice("dtype", self.dtype, tuple(DTYPES))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe and canonical (lists, not tuples)."""
-        return dataclasses.asdict(self) | {"quantities": list(self.quantities)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ProbeConfig:
-        fields = [f.name for f in dataclasses.fields(cls)]
-        for name in data:
-            if name not in fields:
-                raise ValueError(
-                    f"{name}={data[name]!r} is invalid: not a ProbeConfig field ({', '.join(fields)})"
-                )
-        return cls(**{k: tuple(v) if k == "quantities" else v for k, v in data.items()})
 
 
 def to_probe_rows(
@@ -148,7 +79,7 @@ def _due(config: ProbeConfig, ctx: ProbeContext) -> bool:
 
 def _measure(config: ProbeConfig, ctx: ProbeContext) -> list[pd.DataFrame]:
     wanted = set(config.quantities)
-    dtype = DTYPES[config.dtype]
+    dtype = PROBE_DTYPES[config.dtype]
     model = as_dtype(ctx.model, dtype)  # one copy for every measurement of this probe
     batch = batch_as_dtype(_prefix(ctx.eval_batch, config.batch_size), dtype)
     # Jacobians, forget gates and gates are measured up to the last step every sequence has.
