@@ -41,8 +41,9 @@ import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from seqmem.report.html import CSS, FigureSpec, figure_section, html_table
+from seqmem.report.html import CSS, FigureSpec, figure_section
 from seqmem.report.style import new_figure, styled
+from seqmem.report.tables import html_table
 from seqmem.results import write_json
 from seqmem.train import atomic_write
 

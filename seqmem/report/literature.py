@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from seqmem.report.tables import html_table
+
 __all__ = [
     "ARJOVSKY2016",
     "HOCHREITER1997",
@@ -219,8 +221,6 @@ _SECTIONS = {
 
 def literature_section(frames: Any, study_info: dict[str, Any]) -> str | None:
     """The HTML section of a reproduction study's report, or None for any other study."""
-    from seqmem.report.html import html_table  # here: html imports this module
-
     section = _SECTIONS.get(str(study_info.get("name", "")))
     runs = getattr(frames, "runs", None)
     if section is None or not isinstance(runs, pd.DataFrame):
