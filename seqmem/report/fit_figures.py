@@ -117,6 +117,12 @@ def _fit_points(
     return pd.concat(runs, ignore_index=True), pd.concat(summaries, ignore_index=True)
 
 
+def _markers(data: pd.DataFrame, y: str, **point_kws: object) -> None:
+    """Unconnected markers of ``y`` at the numeric positions in ``data["x"]`` (cells and phases
+    placed by ``_fit_panel``); ``point_kws``: estimator, error bars, marker style, hue."""
+    sns.pointplot(data=data, x="x", y=y, native_scale=True, markersize=7, linestyle="none", **point_kws)
+
+
 def _fit_panel(ax: Axes, rows: pd.DataFrame, column: str, log: bool, cells: Sequence[str]) -> None:
     """One fitted quantity per cell: runs as a swarm, the mean and 95% CI hollow at init and
     filled after training, the Pascanu bound as ×, an infinite value as ▲ on the top edge."""
@@ -126,18 +132,14 @@ def _fit_panel(ax: Axes, rows: pd.DataFrame, column: str, log: bool, cells: Sequ
     for phase, (fill, _offset) in _PHASE_MARKERS.items():
         means = summary[summary["phase"] == phase]
         if not means.empty:
-            sns.pointplot(
-                data=means,
-                x="x",
-                y="y",
-                native_scale=True,
+            _markers(
+                means,
+                "y",
                 estimator="median",
                 errorbar=("pi", 100),
                 marker="o",
                 fillstyle=fill,
-                markersize=7,
                 linewidth=1.4,
-                linestyle="none",
                 capsize=0.08,
                 **common,
             )
@@ -147,18 +149,7 @@ def _fit_panel(ax: Axes, rows: pd.DataFrame, column: str, log: bool, cells: Sequ
         bound = rows[np.isfinite(rows["gradient_bound"].to_numpy(dtype=float))]
         if not bound.empty:
             bound = bound.assign(x=[x[key] for key in zip(bound["cell"], bound["phase"], strict=True)])
-            sns.pointplot(
-                data=bound,
-                x="x",
-                y="gradient_bound",
-                native_scale=True,
-                estimator="mean",
-                errorbar=None,
-                marker="x",
-                markersize=7,
-                linestyle="none",
-                **common,
-            )
+            _markers(bound, "gradient_bound", estimator="mean", errorbar=None, marker="x", **common)
     infinite = rows[np.isinf(rows[column].to_numpy(dtype=float))]
     for cell, phase in infinite[["cell", "phase"]].drop_duplicates().itertuples(index=False):
         # No decay within the fit: a marker pinned to the top edge, not a point at infinity.
