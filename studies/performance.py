@@ -1,6 +1,6 @@
 """Every benchmark of seqmem in one run: one table of ratios, saved as JSON/CSV and drawn in a report.
 
-Runs ``run(quick)`` of each module in ``seqmem.benchmarks`` (task sampling, training step vs bare
+Runs ``run(quick)`` of each module in ``benchmarks/`` (task sampling, training step vs bare
 torch.nn, analysis cost, sweep scaling) one after the other in this process, so all ratios come
 from the same machine state.  Each module measures both sides of its ratios itself, interleaved;
 this script only gathers, records the machine (cores, torch version and threads, the 1-minute
@@ -42,15 +42,17 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 from seqmem.io import atomic_write, write_json
-from seqmem.report.html import CSS, FigureSpec, figure_section, html_table
+from seqmem.report.html import CSS, FigureSpec, figure_section
 from seqmem.report.style import new_figure, styled
+from seqmem.report.tables import html_table
 
-# area -> module with ``run(quick: bool) -> DataFrame``; imported only when its area runs
+# area -> module with ``run(quick: bool) -> DataFrame``, imported only when its area runs (a module
+# that no longer imports is then recorded like one that raises, and the other areas still run)
 AREAS: dict[str, str] = {
-    "tasks": "seqmem.benchmarks.tasks",
-    "training": "seqmem.benchmarks.training",
-    "analysis": "seqmem.benchmarks.analysis",
-    "sweep": "seqmem.benchmarks.sweep",
+    "tasks": "benchmarks.tasks",
+    "training": "benchmarks.training",
+    "analysis": "benchmarks.analysis",
+    "sweep": "benchmarks.sweep",
 }
 COLUMNS = ["benchmark", "case", "ours_s", "reference_s", "ratio", "target", "meets_target", "note"]
 # Okabe & Ito colours, as in seqmem.report.style: blue = good, vermillion = bad
@@ -298,4 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # benchmarks/ lies beside studies/ in the repository, outside the installed package, and a
+    # script's import path starts at studies/: the repository root goes first.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     sys.exit(main())

@@ -9,6 +9,7 @@ import torch
 from scipy import stats
 
 from seqmem.analysis import fit_decay, rnn_gradient_bound
+from seqmem.analysis.fits import mean_t_interval
 from seqmem.cells import make_cell
 from seqmem.model import SequenceModel
 
@@ -76,6 +77,20 @@ def test_seeds_give_t_intervals_over_the_per_seed_fits():
     assert summary["decay_factor_ci_high"] == pytest.approx(high)
     assert low < 0.9 < high
     assert np.isnan(per_seed["decay_factor_ci_low"]).all()
+
+
+@pytest.mark.parametrize("confidence", [0.5, 0.95, 0.99])
+def test_mean_t_interval_is_scipys_student_t_interval(confidence):
+    values = np.array([0.3, 0.9, 0.5, 0.71])
+    low, high = stats.t.interval(confidence, len(values) - 1, loc=values.mean(), scale=stats.sem(values))
+    assert mean_t_interval(values, confidence) == pytest.approx((values.mean(), low, high), rel=1e-12)
+
+
+@pytest.mark.parametrize("values", [[0.4], [0.4, np.inf], [0.4, np.nan]])
+def test_mean_t_interval_is_nan_without_two_finite_values(values):
+    mean, low, high = mean_t_interval(np.array(values))
+    assert np.isnan(low) and np.isnan(high)
+    assert mean == pytest.approx(np.mean(values), nan_ok=True)
 
 
 def test_groups_by_key_columns_and_reads_long_probe_rows():

@@ -1,6 +1,7 @@
-"""The shared timing harness of seqmem/benchmarks (its call order; no timed assertions)."""
+"""The shared timing harness of benchmarks/ (its call order; no timed assertions)."""
 
-from seqmem.benchmarks import medians, timings
+import benchmarks
+from benchmarks import medians, timings
 
 
 def recorder(calls: list[str], name: str):
@@ -16,7 +17,5 @@ def test_timings_warms_up_each_function_then_alternates_the_order_every_round():
 
 
 def test_medians_is_the_median_of_the_rounds(monkeypatch):
-    import seqmem.benchmarks as benchmarks
-
     monkeypatch.setattr(benchmarks, "timings", lambda fns, repeats: ({}, {"a": [3.0, 1.0, 2.0]}))
     assert medians({"a": lambda: None}, 3) == {"a": 2.0}

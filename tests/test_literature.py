@@ -1,7 +1,9 @@
 """seqmem/report/literature.py: the paper-vs-seqmem tables on synthetic runs frames, checked
 against numbers recomputed here (and the papers' baselines against our tasks' closed forms)."""
 
+import html
 import math
+import re
 import statistics
 import warnings
 from types import SimpleNamespace
@@ -13,6 +15,7 @@ import tasks
 from seqmem.report.html import write_report
 from seqmem.report.literature import (
     HOCHREITER1997,
+    LITERATURE_TABLES,
     arjovsky_table,
     hochreiter_experiment,
     hochreiter_table,
@@ -135,18 +138,38 @@ def test_arjovsky_table_counts_diverged_runs_apart_from_the_losses():
     assert alone["below_baseline"] == 0.0
 
 
-def test_literature_section_only_for_reproduction_studies(hochreiter_runs):
+def test_literature_section_is_chosen_by_the_studys_declared_keys(hochreiter_runs):
     frames = SimpleNamespace(runs=hochreiter_runs)
     assert literature_section(frames, {"name": "copy_length"}) is None
-    section = literature_section(frames, {"name": "reproduce_hochreiter1997"})
+    assert literature_section(frames, {"name": "copy_length", "literature": []}) is None
+    # the name alone no longer picks a table: only the declaration does
+    assert literature_section(frames, {"name": "reproduce_hochreiter1997"}) is None
+    section = literature_section(frames, {"name": "my_study", "literature": ["hochreiter1997"]})
     assert "Hochreiter &amp; Schmidhuber (1997)" in section and "<table" in section
     assert "74000" in section  # the paper's column is in the table
+    assert "Arjovsky" not in section
+
+
+def test_literature_section_draws_every_declared_table_in_order(hochreiter_runs):
+    frames = SimpleNamespace(runs=hochreiter_runs)
+    section = literature_section(frames, {"literature": ["arjovsky2016", "hochreiter1997"]})
+    titles = re.findall(r"<h2>(.*?)</h2>", section)
+    assert titles == [html.escape(LITERATURE_TABLES[key][0]) for key in ("arjovsky2016", "hochreiter1997")]
+    assert "No finished runs to compare yet" in section  # these runs lack final_loss_ratio
+
+
+def test_an_unknown_literature_key_is_a_note_not_an_error(hochreiter_runs):
+    frames = SimpleNamespace(runs=hochreiter_runs)
+    with pytest.warns(UserWarning, match=r"literature='smith2030' has no table.*hochreiter1997"):
+        section = literature_section(frames, {"literature": ["smith2030", "hochreiter1997"]})
+    assert 'class="note">No literature table for' in section and "<table" in section
 
 
 def test_the_report_page_includes_the_section(tmp_path, hochreiter_runs):
     runs = hochreiter_runs.assign(run_id=[f"r{i}" for i in range(len(hochreiter_runs))])
     frames = SimpleNamespace(runs=runs, metrics=pd.DataFrame(), analysis=pd.DataFrame())
+    info = {"name": "reproduce_hochreiter1997", "preset": "quick", "literature": ["hochreiter1997"]}
     with warnings.catch_warnings():  # figures without data may warn; not what is tested here
         warnings.simplefilter("ignore")
-        page = write_report(frames, {"name": "reproduce_hochreiter1997", "preset": "quick"}, tmp_path)
+        page = write_report(frames, info, tmp_path)
     assert "side by side" in page.read_text()

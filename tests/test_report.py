@@ -1,15 +1,16 @@
 """Tests for seqmem.report: palette, figures and the HTML report, on synthetic tidy frames.
 
-The synthetic study follows the load_study contract (CONTRACTS.md) with known truths: every
+The synthetic study follows the frames of seqmem.results.load_study with known truths: every
 probe profile is g0 * f**lag with a per-seed factor 10**offset, offsets (-0.3, 0.1, 0.2): their
 mean is 0 (so the geometric mean over seeds is exactly f**lag) but their median is not (so a
 median or an arithmetic mean would be caught); solve counts and decay factors are set per cell.
 """
 
 import colorsys
+import dataclasses
 import json
+import math
 import re
-import sys
 import types
 from pathlib import Path
 
@@ -22,7 +23,8 @@ from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from scipy import stats
 
-from seqmem.report import figures, html
+from seqmem.config import TrainConfig
+from seqmem.report import conditions, fit_figures, gradient_figures, html, ticks, training_figures
 from seqmem.report.style import CELL_ORDER, PALETTE, cell_color
 
 CELLS = ("rnn", "lstm", "gru")
@@ -202,9 +204,9 @@ def make_frames(cells=CELLS, lengths=LENGTHS):
 
 def with_conditions(frames):
     return types.SimpleNamespace(
-        runs=figures.add_conditions(frames.runs, frames.runs),
-        metrics=figures.add_conditions(frames.metrics, frames.runs),
-        analysis=figures.add_conditions(frames.analysis, frames.runs),
+        runs=conditions.add_conditions(frames.runs, frames.runs),
+        metrics=conditions.add_conditions(frames.metrics, frames.runs),
+        analysis=conditions.add_conditions(frames.analysis, frames.runs),
     )
 
 
@@ -231,24 +233,6 @@ def fits(frames):
         for phase in ("init", "final")
     ]
     return pd.DataFrame(rows)
-
-
-def fake_fit_decay(frame: pd.DataFrame, value: str = "grad_norm") -> pd.DataFrame:
-    """An independent reference fit (least squares on log values) with fit_decay's output columns."""
-    slope = np.polyfit(frame["lag"], np.log(frame[value]), 1)[0]
-    factor = float(np.exp(slope))
-    return pd.DataFrame(
-        {
-            "decay_factor": [factor],
-            "half_life": [np.log(2) / -slope],
-            "memory_horizon": [np.log(1e-6) / slope],
-        }
-    )
-
-
-@pytest.fixture
-def fake_analysis(monkeypatch):
-    monkeypatch.setitem(sys.modules, "seqmem.analysis", types.SimpleNamespace(fit_decay=fake_fit_decay))
 
 
 def solid_lines(ax):
@@ -358,7 +342,7 @@ def test_unknown_preset_gets_a_stable_colour_outside_the_palette():
 
 def test_figures_leave_global_rcparams_untouched(frames):
     before = dict(mpl.rcParams)
-    figures.gradient_decay(frames.analysis)
+    gradient_figures.gradient_decay(frames.analysis)
     assert dict(mpl.rcParams) == before
 
 
@@ -366,7 +350,7 @@ def test_figures_leave_global_rcparams_untouched(frames):
 
 
 def test_condition_labels_name_varying_settings_in_numeric_order(frames):
-    labels = figures.condition_labels(frames.runs)
+    labels = conditions.condition_labels(frames.runs)
     assert list(labels.cat.categories) == ["adding, length=30", "adding, length=120"]
     assert labels[run_id("lstm", 120, 1)] == "adding, length=120"
 
@@ -376,7 +360,7 @@ def test_condition_labels_are_per_task_in_mixed_studies():
     copy = adding.drop(columns="length").assign(
         task="copy", delay=adding["length"] * 2, run_id="copy-" + adding["run_id"]
     )
-    labels = figures.condition_labels(pd.concat([adding, copy], ignore_index=True))
+    labels = conditions.condition_labels(pd.concat([adding, copy], ignore_index=True))
     assert list(labels.cat.categories) == [
         "adding, length=30",
         "adding, length=120",
@@ -390,30 +374,49 @@ def test_condition_labels_leave_out_settings_that_belong_to_a_cell():
     # across every cell it is one
     runs = make_frames(cells=("rnn", "lstm")).runs
     per_cell = runs.assign(hidden_size=runs["cell"].map({"rnn": 80, "lstm": 40}))
-    assert list(figures.condition_labels(per_cell).cat.categories) == [
+    assert list(conditions.condition_labels(per_cell).cat.categories) == [
         "adding, length=30",
         "adding, length=120",
     ]
     swept = runs.assign(hidden_size=np.where(runs["seed"] == 0, 40, 80))
-    assert "adding, length=30, hidden_size=40" in list(figures.condition_labels(swept).cat.categories)
+    assert "adding, length=30, hidden_size=40" in list(conditions.condition_labels(swept).cat.categories)
 
 
 def test_learning_curves_clip_a_diverging_run(frames):
     metrics = frames.metrics.copy()
     exploding = (metrics["cell"] == "rnn") & (metrics["step"] == metrics["step"].max())
     metrics.loc[exploding, "loss_ratio"] = 1e24
-    fig = figures.learning_curves(metrics)
+    fig = training_figures.learning_curves(metrics)
     axes = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
     assert all(ax.get_ylim()[1] == 3.0 for ax in axes)
     assert "clipped at 1,000x the baseline" in fig._suptitle.get_text()
-    assert "clipped" not in figures.learning_curves(frames.metrics)._suptitle.get_text()
+    assert "clipped" not in training_figures.learning_curves(frames.metrics)._suptitle.get_text()
 
 
 @pytest.mark.parametrize(
-    ("varying", "expected"), [("length", "length"), ("delay", "delay"), ("hidden_size", None)]
+    ("varying", "expected"),
+    [("length", "length"), ("delay", "delay"), ("n_copy", "n_copy"), ("hidden_size", None)],
 )
 def test_difficulty_column_is_the_varying_task_parameter(varying, expected):
-    runs = pd.DataFrame(
+    runs = difficulty_runs()
+    runs[varying] = [1, 1, 2, 2]
+    assert conditions.difficulty_column(runs) == expected
+
+
+# Every TrainConfig field, today's and those added later: varied, it is a condition of the study
+# but never the task's difficulty (task_params is no column: its parameters are).
+@pytest.mark.parametrize(
+    "field", [f.name for f in dataclasses.fields(TrainConfig) if f.name != "task_params"]
+)
+def test_difficulty_column_is_never_a_training_setting(field):
+    runs = difficulty_runs()
+    runs[field] = [1, 1, 2, 2]
+    assert conditions.difficulty_column(runs) is None
+
+
+def difficulty_runs() -> pd.DataFrame:
+    """Four runs of one cell and task whose task parameters do not vary."""
+    return pd.DataFrame(
         {
             "run_id": list("abcd"),
             "cell": "lstm",
@@ -425,8 +428,6 @@ def test_difficulty_column_is_the_varying_task_parameter(varying, expected):
             "solved": True,
         }
     )
-    runs[varying] = [1, 1, 2, 2]
-    assert figures.difficulty_column(runs) == expected
 
 
 # --------------------------------------------------------------------------- figures
@@ -434,32 +435,32 @@ def test_difficulty_column_is_the_varying_task_parameter(varying, expected):
 
 @pytest.fixture(scope="module")
 def decay_fig(frames):
-    return figures.gradient_decay(frames.analysis)
+    return gradient_figures.gradient_decay(frames.analysis)
 
 
 @pytest.fixture(scope="module")
 def heatmap_fig(frames):
-    return figures.gradient_heatmap(frames.analysis)
+    return gradient_figures.gradient_heatmap(frames.analysis)
 
 
 @pytest.fixture(scope="module")
 def curves_fig(frames):
-    return figures.learning_curves(frames.metrics)
+    return training_figures.learning_curves(frames.metrics)
 
 
 @pytest.fixture(scope="module")
 def success_fig(frames):
-    return figures.success_vs_difficulty(frames.runs)
+    return training_figures.success_vs_difficulty(frames.runs)
 
 
 @pytest.fixture(scope="module")
 def horizon_fig(fits):
-    return figures.memory_horizon(fits)
+    return fit_figures.memory_horizon(fits)
 
 
 @pytest.fixture(scope="module")
 def lstm_fig(frames):
-    return figures.lstm_internals(frames.analysis)
+    return gradient_figures.lstm_internals(frames.analysis)
 
 
 @pytest.mark.parametrize(
@@ -590,7 +591,7 @@ def test_success_vs_difficulty_solve_rates_exclude_failed_runs(success_fig):
 
 
 def test_success_vs_difficulty_needs_a_varying_parameter(frames):
-    assert figures.success_vs_difficulty(frames.runs[frames.runs["length"] == 30]) is None
+    assert training_figures.success_vs_difficulty(frames.runs[frames.runs["length"] == 30]) is None
 
 
 def test_memory_horizon_marks_means_per_cell_and_phase(fits, horizon_fig):
@@ -633,7 +634,7 @@ def test_memory_horizon_uses_the_fit_interval_for_a_single_row():
             "memory_horizon": [100.0],
         }
     )
-    ax = figures.memory_horizon(fits).axes[0]
+    ax = fit_figures.memory_horizon(fits).axes[0]
     bars = [
         line
         for line in ax.get_lines()
@@ -657,7 +658,7 @@ def test_memory_horizon_keeps_the_decay_axis_on_the_points_when_an_interval_expl
             "gradient_bound": [1.3, 1.3],
         }
     )
-    ax = figures.memory_horizon(fits).axes[0]
+    ax = fit_figures.memory_horizon(fits).axes[0]
     bottom, top = ax.get_ylim()
     assert bottom == 0.0
     assert top == pytest.approx(1.1 * 1.3)  # the largest shown value: the Pascanu bound
@@ -678,7 +679,7 @@ def test_lstm_internals_compares_cell_and_hidden_paths(lstm_fig):
 
 
 def test_lstm_internals_is_none_without_lstm_runs(frames):
-    assert figures.lstm_internals(frames.analysis[frames.analysis["cell"] != "lstm"]) is None
+    assert gradient_figures.lstm_internals(frames.analysis[frames.analysis["cell"] != "lstm"]) is None
 
 
 @pytest.mark.parametrize(
@@ -700,7 +701,7 @@ def test_lstm_internals_is_none_without_lstm_runs(frames):
 def test_log10_ticks_read_as_the_quantity(low, high, plain, expected):
     ax = Figure().subplots()
     ax.set_ylim(low, high)
-    figures._log10_axis(ax.yaxis, plain=plain)
+    ticks.log10_axis(ax.yaxis, plain=plain)
     assert assert_log10_axis(ax.yaxis) == expected
 
 
@@ -710,12 +711,12 @@ EMPTY = pd.DataFrame({"run_id": []})  # what load_study returns for a study with
 @pytest.mark.parametrize(
     "draw",
     [
-        figures.gradient_decay,
-        figures.gradient_heatmap,
-        figures.learning_curves,
-        figures.success_vs_difficulty,
-        figures.memory_horizon,
-        figures.lstm_internals,
+        gradient_figures.gradient_decay,
+        gradient_figures.gradient_heatmap,
+        training_figures.learning_curves,
+        training_figures.success_vs_difficulty,
+        fit_figures.memory_horizon,
+        gradient_figures.lstm_internals,
     ],
 )
 def test_every_figure_returns_none_without_data(draw):
@@ -723,26 +724,39 @@ def test_every_figure_returns_none_without_data(draw):
 
 
 def test_gradient_decay_is_none_with_only_training_phase_probes(frames):
-    assert figures.gradient_decay(frames.analysis[frames.analysis["phase"] == "train"]) is None
+    assert gradient_figures.gradient_decay(frames.analysis[frames.analysis["phase"] == "train"]) is None
 
 
-def test_decay_fits_fit_each_run_and_phase(frames, fake_analysis):
-    fits = figures.decay_fits(frames.analysis)
+def closed_form_fit(factor: float, length: int) -> dict[str, float]:
+    """What fit_decay must find on g0 * factor**lag, lags 0 .. length - 1: the decay factor, its
+    half-life, and the memory horizon (the first lag below 1e-6 of lag 0 if the range has one,
+    else where the exact line crosses 1e-6)."""
+    lags = np.arange(length)
+    below = lags[factor**lags < 1e-6]
+    crossing = math.log(1e-6) / math.log(factor)
+    return {
+        "decay_factor": factor,
+        "half_life": math.log(2) / -math.log(factor),
+        "memory_horizon": float(below[0]) if below.size else crossing,
+    }
+
+
+def test_decay_fits_fit_each_run_and_phase(frames):
+    fits = fit_figures.decay_fits(frames.analysis)
     assert len(fits) == len(CELLS) * len(LENGTHS) * len(SEEDS) * 2
-    expected = fits.apply(lambda r: DECAY[r["cell"], r["phase"]], axis=1)
-    np.testing.assert_allclose(fits["decay_factor"], expected, rtol=1e-9)
+    lengths = fits["run_id"].map(frames.runs.set_index("run_id")["length"])
+    expected = pd.DataFrame(
+        [
+            closed_form_fit(DECAY[c, p], n)
+            for c, p, n in zip(fits["cell"], fits["phase"], lengths, strict=True)
+        ]
+    )
+    assert (expected["memory_horizon"] == 62).any()  # rnn at init, length 120: a measured first lag
+    for column in expected:
+        np.testing.assert_allclose(fits[column], expected[column], rtol=1e-9, err_msg=column)
     bound = fits.apply(lambda r: BOUND[r["phase"]] if r["cell"] == "rnn" else np.nan, axis=1)
     np.testing.assert_allclose(fits["gradient_bound"], bound)
     assert list(fits["condition"].cat.categories) == ["adding, length=30", "adding, length=120"]
-
-
-def test_decay_fits_with_the_real_fit_decay(frames):
-    analysis = pytest.importorskip("seqmem.analysis")
-    if not hasattr(analysis, "fit_decay"):
-        pytest.skip("seqmem.analysis.fit_decay is not written yet")
-    fits = figures.decay_fits(frames.analysis)
-    expected = fits.apply(lambda r: DECAY[r["cell"], r["phase"]], axis=1)
-    np.testing.assert_allclose(fits["decay_factor"], expected, rtol=1e-3)
 
 
 # --------------------------------------------------------------------------- summary and HTML
@@ -762,9 +776,14 @@ def test_summary_table_counts_and_medians(frames, fits):
     assert long.loc["lstm", "memory_horizon_init"] == pytest.approx(100.0)
 
 
+def broken_fits(analysis):
+    raise RuntimeError("fit bug")
+
+
 def test_summary_table_without_fits_has_empty_decay_columns(frames, monkeypatch):
-    monkeypatch.setitem(sys.modules, "seqmem.analysis", None)  # as if analysis were not installed
-    table = html.summary_table(frames)
+    monkeypatch.setattr(html, "decay_fits", broken_fits)
+    with pytest.warns(UserWarning, match="decay fits skipped: RuntimeError: fit bug"):
+        table = html.summary_table(frames)
     assert table["decay_factor_init"].isna().all()
     assert table["runs"].sum() == len(frames.runs)
 
@@ -785,20 +804,24 @@ def check_report(index: Path, drawn: list[str]) -> str:
 
 
 def test_write_report_notes_missing_figures_instead_of_failing(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "seqmem.analysis", None)
     frames = make_frames(cells=("rnn", "gru"), lengths=(30,))
 
     def broken(analysis):
         raise RuntimeError("figure bug")
 
-    monkeypatch.setattr(figures, "gradient_heatmap", broken)
-    with pytest.warns(UserWarning, match="gradient_heatmap failed"):
+    monkeypatch.setattr(html, "gradient_heatmap", broken)
+    monkeypatch.setattr(html, "decay_fits", broken_fits)
+    with pytest.warns(UserWarning) as warned:
         index = html.write_report(frames, {"name": "no-lstm"}, tmp_path)
+    messages = [str(w.message) for w in warned]
+    assert any("gradient_heatmap failed" in m for m in messages)
+    assert any("decay fits skipped" in m for m in messages)
     page = check_report(index, ["gradient_decay", "learning_curves"])
+    # heatmap: broken; success: no varying parameter; horizon: no fits; internals: no LSTM
     for key in ("gradient_heatmap", "success_vs_difficulty", "memory_horizon", "lstm_internals"):
         assert not (tmp_path / f"{key}.png").exists()
     assert page.count('class="note">Not drawn') == 4
-    assert "RuntimeError: figure bug" in page
+    assert "RuntimeError: figure bug" in page and "Decay fits unavailable" in page
 
 
 def write_study(root: Path, frames) -> Path:
@@ -845,8 +868,7 @@ def write_study(root: Path, frames) -> Path:
     return study
 
 
-def test_render_report_from_a_study_folder(tmp_path, fake_analysis):
-    pytest.importorskip("seqmem.results")
+def test_render_report_from_a_study_folder(tmp_path):
     study = write_study(tmp_path, make_frames(lengths=(20, 40)))
     index = html.render_report(study)
     assert index == study / "report" / "index.html"

@@ -19,7 +19,7 @@ from scipy import stats
 from seqmem.cells import RNNCell
 from seqmem.model import SequenceModel
 
-__all__ = ["METRICS", "fit_decay", "rnn_gradient_bound"]
+__all__ = ["METRICS", "fit_decay", "mean_t_interval", "rnn_gradient_bound"]
 
 METRICS = ("decay_factor", "tau", "half_life", "memory_horizon", "log10_ratio", "intercept")
 REPLICATE_COLUMNS = ("run_id", "seed")
@@ -56,8 +56,10 @@ def _fit(lags: np.ndarray, values: np.ndarray, threshold: float) -> dict[str, fl
     }
 
 
-def _mean_ci(values: np.ndarray, confidence: float) -> tuple[float, float, float]:
-    """Mean and t-distribution confidence interval over replicates (NaN CI if < 2 or not finite)."""
+def mean_t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of independent replicates and its Student-t confidence interval,
+    mean ± t_{(1 + confidence)/2, n-1} · s / √n with s the sample standard deviation.  The
+    interval is NaN with fewer than 2 values or any non-finite one."""
     mean = float(np.mean(values))
     if values.size < 2 or not np.all(np.isfinite(values)):
         return mean, math.nan, math.nan
@@ -149,7 +151,7 @@ def fit_decay(
             "n_seeds": len(group)
         }
         for metric in METRICS:
-            mean, low, high = _mean_ci(group[metric].to_numpy(np.float64), confidence)
+            mean, low, high = mean_t_interval(group[metric].to_numpy(np.float64), confidence)
             summary |= {metric: mean, f"{metric}_ci_low": low, f"{metric}_ci_high": high}
         summary |= {
             "horizon_extrapolated": bool(group["horizon_extrapolated"].any()),

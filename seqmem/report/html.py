@@ -23,15 +23,20 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from seqmem.report import figures
+from seqmem.io import atomic_write
+from seqmem.report.conditions import add_conditions, config_columns, format_value
+from seqmem.report.fit_figures import decay_fits, memory_horizon
+from seqmem.report.gradient_figures import gradient_decay, gradient_heatmap, lstm_internals
 from seqmem.report.literature import literature_section
-from seqmem.results import atomic_write
+from seqmem.report.style import cell_color, cell_order
+from seqmem.report.tables import html_table
+from seqmem.report.training_figures import learning_curves, success_vs_difficulty
+from seqmem.results import load_study
 
 __all__ = [
     "CSS",
     "FigureSpec",
     "figure_section",
-    "html_table",
     "render_report",
     "summary_table",
     "write_report",
@@ -63,7 +68,7 @@ _FIGURES = (
         "training. Lines: geometric mean over seeds; bands: ±1 standard error over seeds. "
         "Dashed: the Pascanu et al. (2013) bound g₀·bᵏ for tanh/ReLU RNNs.",
         "grad_norm probe rows at phase init or final",
-        lambda runs, metrics, analysis, fits: figures.gradient_decay(analysis),
+        lambda runs, metrics, analysis, fits: gradient_decay(analysis),
     ),
     FigureSpec(
         "gradient_heatmap",
@@ -71,7 +76,7 @@ _FIGURES = (
         "log₁₀ ‖∂L/∂h_t‖ by training step (rows) and lag (columns), averaged over seeds, one panel "
         "per cell, one colour scale.",
         "grad_norm probe rows",
-        lambda runs, metrics, analysis, fits: figures.gradient_heatmap(analysis),
+        lambda runs, metrics, analysis, fits: gradient_heatmap(analysis),
     ),
     FigureSpec(
         "learning_curves",
@@ -79,7 +84,7 @@ _FIGURES = (
         "Evaluation loss divided by the memoryless baseline loss, against training sequences seen. "
         "Below the dotted line at 1 the model uses memory.",
         "metrics with loss_ratio",
-        lambda runs, metrics, analysis, fits: figures.learning_curves(metrics),
+        lambda runs, metrics, analysis, fits: learning_curves(metrics),
     ),
     FigureSpec(
         "success_vs_difficulty",
@@ -87,7 +92,7 @@ _FIGURES = (
         "Fraction of seeds that solved the task, and the median final loss / baseline, against the "
         "task parameter that varies in the study (failed runs excluded).",
         "a task parameter (delay, length, ...) that varies across runs",
-        lambda runs, metrics, analysis, fits: figures.success_vs_difficulty(runs),
+        lambda runs, metrics, analysis, fits: success_vs_difficulty(runs),
     ),
     FigureSpec(
         "memory_horizon",
@@ -96,7 +101,7 @@ _FIGURES = (
         "horizon (lag where the norm falls below 10⁻⁶ of its lag-0 value), per run (dots) and as "
         "the mean with a 95% CI; hollow: at initialisation, filled: after training; ×: Pascanu bound.",
         "seqmem.analysis.fit_decay and grad_norm probe rows at init or final",
-        lambda runs, metrics, analysis, fits: figures.memory_horizon(fits),
+        lambda runs, metrics, analysis, fits: memory_horizon(fits),
     ),
     FigureSpec(
         "lstm_internals",
@@ -104,7 +109,7 @@ _FIGURES = (
         "Forget-gate activations (median, q10–q90) by lag, and the cell-state path (solid) against the "
         "hidden-state path (dashed) for the cells that have a cell state.",
         "LSTM runs with gate_f or cell-path probe rows",
-        lambda runs, metrics, analysis, fits: figures.lstm_internals(analysis),
+        lambda runs, metrics, analysis, fits: lstm_internals(analysis),
     ),
 )
 
@@ -124,12 +129,12 @@ def summary_table(frames: StudyFramesLike, fits: pd.DataFrame | None = None) -> 
     (over the runs that neither failed nor diverged), and the median fitted decay factor /
     memory horizon at init and final.
 
-    ``frames`` has ``.runs`` (and ``.analysis``, used to fit the decay when ``fits`` is None and
-    ``seqmem.analysis`` is importable).  Decay columns are NaN when no fit is available.
+    ``frames`` has ``.runs`` (and ``.analysis``, used to fit the decay when ``fits`` is None).
+    Decay columns are NaN when no fit is available.
     """
     runs = _frame(frames, "runs")
     if fits is None:
-        fits = _fits_or_none(figures.add_conditions(_frame(frames, "analysis"), runs))
+        fits = _fits_or_none(add_conditions(_frame(frames, "analysis"), runs))
     return _summary(runs, fits)
 
 
@@ -150,7 +155,7 @@ def _summary(runs: pd.DataFrame, fits: pd.DataFrame | None) -> pd.DataFrame:
     if runs.empty or "cell" not in runs:
         return pd.DataFrame(columns=columns)
     if "condition" not in runs:
-        runs = figures.add_conditions(runs, runs) if "run_id" in runs else runs.assign(condition="all runs")
+        runs = add_conditions(runs, runs) if "run_id" in runs else runs.assign(condition="all runs")
     status = runs["status"] if "status" in runs else pd.Series("", index=runs.index)
     solved = runs["solved"].astype("boolean").fillna(False) if "solved" in runs else status == "solved"
     finished = status != "failed"
@@ -182,17 +187,15 @@ def _summary(runs: pd.DataFrame, fits: pd.DataFrame | None) -> pd.DataFrame:
                 _median_by(fits, ["condition", "cell"], phase, column) if usable else np.nan
             )
     table = table.reset_index()
-    order = {c: i for i, c in enumerate(figures.cell_order(table["cell"]))}
+    order = {c: i for i, c in enumerate(cell_order(table["cell"]))}
     table = table.sort_values(["condition", "cell"], key=lambda s: s.map(order) if s.name == "cell" else s)
     return table[columns].reset_index(drop=True)
 
 
 def _fits_or_none(analysis: pd.DataFrame) -> pd.DataFrame | None:
-    """Decay fits, or None when seqmem.analysis is missing or the fit cannot run."""
+    """Decay fits, or None (with a warning) when the fit cannot run."""
     try:
-        return figures.decay_fits(analysis)
-    except ImportError:
-        return None
+        return decay_fits(analysis)
     except Exception as error:  # a broken fit must not take the whole report down
         warnings.warn(f"decay fits skipped: {type(error).__name__}: {error}", stacklevel=2)
         return None
@@ -219,30 +222,24 @@ pre { background: #f6f6f6; padding: 0.8rem; overflow-x: auto; font-size: 0.85rem
 """
 
 
-def html_table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, border=0, na_rep="—", float_format=lambda v: f"{v:.4g}", escape=True)
-
-
 def _summary_html(table: pd.DataFrame) -> str:
     if table.empty:
         return '<p class="note">No runs found.</p>'
     shown = table.copy()
     # The cell's swatch ties the table to the figures' colours.
     shown["cell"] = [
-        f'<span class="swatch" style="background:{figures.cell_color(c)}"></span>{html.escape(c)}'
+        f'<span class="swatch" style="background:{cell_color(c)}"></span>{html.escape(c)}'
         for c in shown["cell"]
     ]
     shown["condition"] = shown["condition"].astype(str).map(html.escape)
     shown.columns = [c.replace("_", " ") for c in shown.columns]
-    return shown.to_html(index=False, border=0, na_rep="—", float_format=lambda v: f"{v:.4g}", escape=False)
+    return html_table(shown, escape=False)
 
 
 def _shared_settings(runs: pd.DataFrame) -> pd.DataFrame:
     """Config columns with one value across all runs (the study's fixed settings)."""
     rows = [
-        (c, figures.format_value(runs[c].iloc[0]))
-        for c in figures.config_columns(runs)
-        if runs[c].map(repr).nunique() == 1
+        (c, format_value(runs[c].iloc[0])) for c in config_columns(runs) if runs[c].map(repr).nunique() == 1
     ]
     return pd.DataFrame(rows, columns=["setting", "value"])
 
@@ -292,9 +289,9 @@ def write_report(frames: StudyFramesLike, study_info: dict[str, Any], out_dir: s
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = _frame(frames, "runs")
-    metrics = figures.add_conditions(_frame(frames, "metrics"), runs)
-    analysis = figures.add_conditions(_frame(frames, "analysis"), runs)
-    runs = figures.add_conditions(runs, runs)
+    metrics = add_conditions(_frame(frames, "metrics"), runs)
+    analysis = add_conditions(_frame(frames, "analysis"), runs)
+    runs = add_conditions(runs, runs)
     fits = _fits_or_none(analysis)
     name = str(study_info.get("name", out_dir.parent.name))
     sections = [figure_section(spec, (runs, metrics, analysis, fits), out_dir) for spec in _FIGURES]
@@ -335,8 +332,6 @@ per-step decay factor of ‖∂L/∂h_t‖ and memory horizon (steps) at initial
 
 def render_report(study_dir: str | os.PathLike) -> Path:
     """Render ``<study_dir>/report/index.html`` (+ PNG/SVG figures) from a study folder; return its path."""
-    from seqmem.results import load_study  # imported here: results is upstream of the report
-
     study_dir = Path(study_dir)
     study_json = study_dir / "study.json"
     study_info = json.loads(study_json.read_text()) if study_json.exists() else {"name": study_dir.name}

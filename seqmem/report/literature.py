@@ -2,7 +2,8 @@
 
 The papers' numbers are data here, each row with its source; our side of every table is computed
 from a study's ``load_study`` frames, never typed in.  ``literature_section(frames, study_info)``
-renders the table of a reproduction study (``studies/reproduce_*.py``) as HTML for the report.
+renders, as HTML for the report, the tables of the papers a study declares in its ``literature``
+(``studies/reproduce_*.py`` declare "hochreiter1997" and "arjovsky2016").
 
 - Hochreiter & Schmidhuber (1997), "Long short-term memory", Neural Computation 9(8):1735-1780,
   sections 5.4-5.6 (experiments 4, 5, 6a, 6b): training sequences until the stopping rule and
@@ -19,15 +20,20 @@ from __future__ import annotations
 
 import html
 import math
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from seqmem.report.tables import html_table
+
 __all__ = [
     "ARJOVSKY2016",
     "HOCHREITER1997",
     "HOCHREITER_TEST_SEQUENCES",
+    "LITERATURE_TABLES",
     "arjovsky_table",
     "hochreiter_experiment",
     "hochreiter_table",
@@ -200,15 +206,17 @@ def arjovsky_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(["task", "T"], kind="stable")[columns].reset_index(drop=True)
 
 
-_SECTIONS = {
-    "reproduce_hochreiter1997": (
+# The tables a study can ask for, by the keys it declares in its ``literature`` (study.json):
+# key -> (title, caption, runs -> table).
+LITERATURE_TABLES: dict[str, tuple[str, str, Callable[[pd.DataFrame], pd.DataFrame]]] = {
+    "hochreiter1997": (
         "Hochreiter & Schmidhuber (1997), side by side",
         "Training sequences until the paper's stopping rule (mean ± std over solved seeds) and wrong "
         "predictions on 2,560 fresh test sequences, next to the paper's original LSTM (means of 10 "
         "trials). sequences vs paper < 1: fewer sequences than the paper needed.",
         hochreiter_table,
     ),
-    "reproduce_arjovsky2016": (
+    "arjovsky2016": (
         "Arjovsky, Shah & Bengio (2016), side by side",
         "Final loss against the memoryless baseline (ours computed by the task, the paper's from its "
         "formula); below baseline: fraction of seeds under 0.9 × baseline.",
@@ -217,15 +225,24 @@ _SECTIONS = {
 }
 
 
-def literature_section(frames: Any, study_info: dict[str, Any]) -> str | None:
-    """The HTML section of a reproduction study's report, or None for any other study."""
-    from seqmem.report.html import html_table  # here: html imports this module
-
-    section = _SECTIONS.get(str(study_info.get("name", "")))
-    runs = getattr(frames, "runs", None)
-    if section is None or not isinstance(runs, pd.DataFrame):
-        return None
-    title, caption, build = section
+def _section(key: str, runs: pd.DataFrame) -> str:
+    """One paper's table as HTML under its title, or a note when no table has that key."""
+    if key not in LITERATURE_TABLES:
+        known = ", ".join(LITERATURE_TABLES)
+        warnings.warn(f"literature={key!r} has no table in the report: known are {known}", stacklevel=3)
+        return f'<p class="note">No literature table for {html.escape(repr(key))} (known: {known}).</p>'
+    title, caption, build = LITERATURE_TABLES[key]
     table = build(runs)
     body = html_table(table) if not table.empty else '<p class="note">No finished runs to compare yet.</p>'
     return f"<h2>{html.escape(title)}</h2>\n<p>{html.escape(caption)}</p>\n{body}"
+
+
+def literature_section(frames: Any, study_info: dict[str, Any]) -> str | None:
+    """The HTML sections of the papers a study declares in study.json's ``literature`` (keys of
+    ``LITERATURE_TABLES``, e.g. ``["hochreiter1997"]``), in that order; None when it declares none.
+    An unknown key becomes a note (and a warning), not an error: the report is drawn anyway."""
+    keys = study_info.get("literature") or []
+    runs = getattr(frames, "runs", None)
+    if not keys or not isinstance(runs, pd.DataFrame):
+        return None
+    return "\n".join(_section(str(key), runs) for key in keys)

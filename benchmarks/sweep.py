@@ -18,7 +18,7 @@ The speed-up needs two idle cores: on Linux, busy processes of other sessions (a
 scheduling) shrink the CPU share of the whole sweep, however many workers it has, so the note
 records the load average.
 
-    python -m seqmem.benchmarks.sweep [--quick] [--json PATH]
+    python -m benchmarks.sweep [--quick] [--json PATH]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from seqmem.benchmarks import timings
+from benchmarks import timings
 from seqmem.sweep import Study, run_study
 from seqmem.train import train
 

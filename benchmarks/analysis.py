@@ -1,4 +1,4 @@
-"""What the gradient-decay analysis costs next to training on the same batch (issue 4).
+"""What the gradient-decay analysis costs next to training on the same batch.
 
 The reference is one plain training pass of the same model on the same sequences: forward
 (the fused torch.nn kernel, as training runs it) + the task loss + backward into the weights.
@@ -25,7 +25,7 @@ holds a core.  Rows:
   flops, where forward+backward takes about 6 G H^2 (G = 1, 4, 3 gate blocks for RNN, LSTM,
   GRU): H / 3 = 43x for the RNN and LSTM and H / 9 = 14x for the GRU at H = 128.
 
-    python -m seqmem.benchmarks.analysis [--quick] [--json PATH]
+    python -m benchmarks.analysis [--quick] [--json PATH]
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from benchmarks import medians
 from seqmem.analysis import gradient_norms_by_lag, jacobian_norms_by_lag
 from seqmem.analysis.gradients import reference_loss
-from seqmem.benchmarks import medians
 from seqmem.model import SequenceModel, make_model
 from tasks import AddingTask, Batch
 

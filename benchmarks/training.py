@@ -1,4 +1,4 @@
-"""Training-step throughput of SequenceModel vs a bare torch.nn loop, and achieved FLOP/s (issue 3).
+"""Training-step throughput of SequenceModel vs a bare torch.nn loop, and achieved FLOP/s.
 
 One training step = forward + task loss + backward + Adam step, on a copy-task batch
 (input 10, output 9) of each (batch, length, hidden) size, for the lstm, gru and rnn presets.
@@ -6,7 +6,7 @@ Per case, four things are timed round-robin in the same run (the order alternate
 rounds), after a warm-up, and the medians compared:
 
 - ours:      ``SequenceModel`` as training uses it (the fused path where it applies: torch.nn's
-             kernel for the LSTM and GRU, the hand-written BPTT of ``seqmem.model`` for the RNN);
+             kernel for the LSTM and GRU, seqmem's hand-written BPTT for the RNN);
 - reference: a bare hand-written step over ``torch.nn.LSTM/GRU/RNN`` + ``torch.nn.Linear``;
 - unrolled:  ``SequenceModel`` forced through its per-step unroll loop (full mode only), to
              show the fused path is used only where it is faster;
@@ -20,7 +20,7 @@ ratio is the median of per-round ratios (both sides ran back to back), which can
 load swings of a shared machine far better than a ratio of medians.
 FLOPs count the matmuls only: per token 2 (G H (I + H) + H O) forward, times 3 for training.
 
-    python -m seqmem.benchmarks.training [--quick] [--json PATH]
+    python -m benchmarks.training [--quick] [--json PATH]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from seqmem.benchmarks import timings
+from benchmarks import timings
 from seqmem.model import make_model
 from tasks import CopyTask, Task
 
@@ -44,7 +44,7 @@ GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 KERNEL = {
     "lstm": "same kernel: parity",
     "gru": "same kernel: parity",
-    "rnn": "hand-written BPTT in seqmem.model",
+    "rnn": "seqmem's hand-written BPTT",
 }
 FLOP_TARGET_SIZE, FLOP_TARGET = (128, 200, 256), 0.5
 MATMUL_N = 2048

@@ -1,5 +1,8 @@
 """Benchmarks of seqmem: one module per area, each with ``run(quick) -> DataFrame`` of ratios.
 
+A folder of the repository, not part of the installed package: run each area from the repository
+root (``python -m benchmarks.training --quick``), or all of them with ``studies/performance.py``.
+
 The one timing harness they all share is here: every side of a comparison runs in the same
 rounds, back to back, so a change of machine load hits all of them alike.
 """

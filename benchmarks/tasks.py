@@ -1,11 +1,11 @@
-"""Task sampling must cost far less than training on the batch (issue 2).
+"""Task sampling must cost far less than training on the batch.
 
 For every task at about 1000 steps: the time of ``task.sample(128)`` over the
 time of one forward + backward pass of ``torch.nn.LSTM(hidden_size=128)``
 (plus a linear readout and the task's loss) on that very batch.  Both sides
 are timed in the same run, interleaved, after a warm-up; medians of repeats.
 
-    python -m seqmem.benchmarks.tasks [--quick]
+    python -m benchmarks.tasks [--quick]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import argparse
 import pandas as pd
 import torch
 
-from seqmem.benchmarks import medians
+from benchmarks import medians
 from tasks import (
     AddingTask,
     AssociativeRecallTask,
