@@ -17,6 +17,7 @@ from .adding import AddingTask, MultiplicationTask
 from .associative_recall import AssociativeRecallTask
 from .base import Batch, Task
 from .copy import CopyTask
+from .reber import EmbeddedReberTask
 from .selective_copy import SelectiveCopyTask
 from .temporal_order import TemporalOrderTask
 
@@ -29,6 +30,7 @@ __all__ = [
     "MultiplicationTask",
     "TemporalOrderTask",
     "AssociativeRecallTask",
+    "EmbeddedReberTask",
     "make_task",
     "task_names",
 ]
@@ -40,6 +42,7 @@ _TASKS: tuple[type[Task], ...] = (
     MultiplicationTask,
     TemporalOrderTask,
     AssociativeRecallTask,
+    EmbeddedReberTask,
 )
 _REGISTRY: dict[str, type[Task]] = {cls.name: cls for cls in _TASKS}
 

@@ -68,7 +68,7 @@ def memoryless_outputs(task: Task, batch: Batch) -> torch.Tensor:
 # -- registry ------------------------------------------------------------------------------------
 
 
-def test_task_names_are_the_public_six() -> None:
+def test_task_names_are_the_public_seven() -> None:
     assert task_names() == [
         "copy",
         "selective_copy",
@@ -76,6 +76,7 @@ def test_task_names_are_the_public_six() -> None:
         "multiplication",
         "temporal_order",
         "associative_recall",
+        "embedded_reber",
     ]
 
 
