@@ -17,6 +17,7 @@ from .adding import AddingTask, MultiplicationTask
 from .associative_recall import AssociativeRecallTask
 from .base import Batch, Task
 from .copy import CopyTask
+from .long_lag import LongLagTask, VeryLongLagTask
 from .reber import EmbeddedReberTask
 from .selective_copy import SelectiveCopyTask
 from .temporal_order import TemporalOrderTask
@@ -31,6 +32,8 @@ __all__ = [
     "TemporalOrderTask",
     "AssociativeRecallTask",
     "EmbeddedReberTask",
+    "LongLagTask",
+    "VeryLongLagTask",
     "make_task",
     "task_names",
 ]
@@ -43,6 +46,8 @@ _TASKS: tuple[type[Task], ...] = (
     TemporalOrderTask,
     AssociativeRecallTask,
     EmbeddedReberTask,
+    LongLagTask,
+    VeryLongLagTask,
 )
 _REGISTRY: dict[str, type[Task]] = {cls.name: cls for cls in _TASKS}
 
