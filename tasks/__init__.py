@@ -21,6 +21,7 @@ from .long_lag import LongLagTask, VeryLongLagTask
 from .reber import EmbeddedReberTask
 from .selective_copy import SelectiveCopyTask
 from .temporal_order import TemporalOrderTask
+from .two_sequence import TwoSequenceTask
 
 __all__ = [
     "Batch",
@@ -34,6 +35,7 @@ __all__ = [
     "EmbeddedReberTask",
     "LongLagTask",
     "VeryLongLagTask",
+    "TwoSequenceTask",
     "make_task",
     "task_names",
 ]
@@ -48,6 +50,7 @@ _TASKS: tuple[type[Task], ...] = (
     EmbeddedReberTask,
     LongLagTask,
     VeryLongLagTask,
+    TwoSequenceTask,
 )
 _REGISTRY: dict[str, type[Task]] = {cls.name: cls for cls in _TASKS}
 

@@ -27,6 +27,8 @@ TASKS = [
     tasks.AssociativeRecallTask(n_pairs=8, n_keys=10, n_values=5, n_queries=4),
     tasks.LongLagTask(p=12),
     tasks.LongLagTask(p=20, variant="2b"),
+    tasks.TwoSequenceTask(length=30),
+    tasks.TwoSequenceTask(length=20, n_informative=1, variant="3b"),
 ]
 N_BASELINE = 10_000
 
@@ -70,7 +72,7 @@ def memoryless_outputs(task: Task, batch: Batch) -> torch.Tensor:
 # -- registry ------------------------------------------------------------------------------------
 
 
-def test_task_names_are_the_public_nine() -> None:
+def test_task_names_are_the_public_ten() -> None:
     assert task_names() == [
         "copy",
         "selective_copy",
@@ -81,6 +83,7 @@ def test_task_names_are_the_public_nine() -> None:
         "embedded_reber",
         "long_lag",
         "very_long_lag",
+        "two_sequence",
     ]
 
 
