@@ -104,11 +104,9 @@ class LongLagTask(Task):
 
     @property
     def input_size(self) -> int:
-        return self.p + 1
+        return self.p + 1  # a1 .. a(p-1), x, y
 
-    @property
-    def output_size(self) -> int:
-        return self.p + 1
+    output_size = input_size  # one output per symbol: the next one is predicted
 
     @property
     def memory_lag(self) -> int:

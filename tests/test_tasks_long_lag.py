@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from task_checks import assert_seeded
 
 from seqmem.cli import main
 from tasks import Batch, LongLagTask, VeryLongLagTask, make_task
@@ -190,13 +191,7 @@ def test_2c_criterion_is_abs_02_on_both_outputs() -> None:
 
 
 def test_2c_same_seed_same_batch_and_no_global_rng() -> None:
-    torch.manual_seed(0)
-    first = TASK_2C.sample(32, seeded(3))
-    torch.manual_seed(1)
-    again = TASK_2C.sample(32, seeded(3))
-    for name in ("inputs", "targets", "mask", "lengths"):
-        assert torch.equal(getattr(first, name), getattr(again, name))
-    assert not torch.equal(first.lengths, TASK_2C.sample(32, seeded(4)).lengths)
+    assert_seeded(TASK_2C)
 
 
 # -- shared --------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from task_checks import assert_seeded
 
 from seqmem.cli import main
 from tasks import Batch, EmbeddedReberTask, make_task
@@ -259,14 +260,7 @@ def test_forgetting_the_branch_fails_only_the_recall_step(draw: Batch) -> None:
 
 
 def test_same_seed_same_batch_and_no_global_rng() -> None:
-    torch.manual_seed(0)
-    first = TASK.sample(64, torch.Generator().manual_seed(3))
-    torch.manual_seed(1)
-    again = TASK.sample(64, torch.Generator().manual_seed(3))
-    other = TASK.sample(64, torch.Generator().manual_seed(4))
-    for name in ("inputs", "targets", "mask", "lengths"):
-        assert torch.equal(getattr(first, name), getattr(again, name))
-    assert strings_of(first) != strings_of(other)
+    assert_seeded(TASK)
 
 
 @pytest.mark.parametrize("max_length", [8, 60.0, "60", True])
