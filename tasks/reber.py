@@ -131,7 +131,8 @@ class EmbeddedReberTask(Task):
     active outputs; ``error_rate``, the fraction of strings with any step wrong (the paper's
     criterion: a string is right when every step is); ``recall_accuracy``, the fraction of strings
     whose repeated T/P step is right.  Solved: every string right (the paper: every string of
-    its 256 training and 256 test strings).
+    its 256 training and 256 test strings).  The paper trains on a fixed set of 256 strings;
+    ``sample`` draws fresh ones, so a fixed set is one ``sample(256, seeded generator)``.
 
     Baseline ``memoryless_loss(max_length)``: the best prediction from the step number alone
     (1.28 nats per step at the default).  Unlike the other tasks the loss cannot reach zero: at
