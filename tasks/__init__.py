@@ -15,8 +15,11 @@ from .adding import AddingTask, MultiplicationTask
 from .associative_recall import AssociativeRecallTask
 from .base import Batch, Task, check_fields
 from .copy import CopyTask
+from .long_lag import LongLagTask, VeryLongLagTask
+from .reber import EmbeddedReberTask
 from .selective_copy import SelectiveCopyTask
 from .temporal_order import TemporalOrderTask
+from .two_sequence import TwoSequenceTask
 
 __all__ = [
     "Batch",
@@ -27,6 +30,10 @@ __all__ = [
     "MultiplicationTask",
     "TemporalOrderTask",
     "AssociativeRecallTask",
+    "EmbeddedReberTask",
+    "LongLagTask",
+    "VeryLongLagTask",
+    "TwoSequenceTask",
     "make_task",
     "task_names",
 ]
@@ -38,6 +45,10 @@ _TASKS: tuple[type[Task], ...] = (
     MultiplicationTask,
     TemporalOrderTask,
     AssociativeRecallTask,
+    EmbeddedReberTask,
+    LongLagTask,
+    VeryLongLagTask,
+    TwoSequenceTask,
 )
 _REGISTRY: dict[str, type[Task]] = {cls.name: cls for cls in _TASKS}
 

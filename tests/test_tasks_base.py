@@ -25,6 +25,10 @@ TASKS = [
     tasks.TemporalOrderTask(length=40, n_markers=3),
     tasks.AssociativeRecallTask(n_pairs=6),
     tasks.AssociativeRecallTask(n_pairs=8, n_keys=10, n_values=5, n_queries=4),
+    tasks.LongLagTask(p=12),
+    tasks.LongLagTask(p=20, variant="2b"),
+    tasks.TwoSequenceTask(length=30),
+    tasks.TwoSequenceTask(length=20, n_informative=1, variant="3b"),
 ]
 N_BASELINE = 10_000
 
@@ -68,7 +72,7 @@ def memoryless_outputs(task: Task, batch: Batch) -> torch.Tensor:
 # -- registry ------------------------------------------------------------------------------------
 
 
-def test_task_names_are_the_public_six() -> None:
+def test_task_names_are_the_public_ten() -> None:
     assert task_names() == [
         "copy",
         "selective_copy",
@@ -76,6 +80,10 @@ def test_task_names_are_the_public_six() -> None:
         "multiplication",
         "temporal_order",
         "associative_recall",
+        "embedded_reber",
+        "long_lag",
+        "very_long_lag",
+        "two_sequence",
     ]
 
 
