@@ -30,7 +30,7 @@ import torch
 
 import tasks
 from seqmem.cells import cell_names
-from tasks.base import Task, check_choice, check_fields, check_int
+from tasks.base import Task, check_choice, check_fields, check_int, plain_number, plain_numbers
 
 __all__ = [
     "OPTIMIZERS",
@@ -182,6 +182,7 @@ class TrainConfig:
     max_loss_ratio: float | None = later_field(1e6, since="0.2.0")
 
     def __post_init__(self) -> None:
+        plain_numbers(self)
         check_choice("task", self.task, tuple(tasks.task_names()))
         check_choice("cell", self.cell, tuple(cell_names()))
         check_int("hidden_size", self.hidden_size, 1)
@@ -241,7 +242,7 @@ class TrainConfig:
             raise ValueError(
                 f"task_params={self.task_params!r} is invalid: must be a dict of task parameters"
             )
-        params = dict(self.task_params)
+        params = {key: plain_number(value) for key, value in self.task_params.items()}
         for key, value in params.items():
             if not isinstance(value, int | float | str | bool):
                 raise ValueError(
@@ -303,6 +304,7 @@ class ProbeConfig:
     dtype: str = "float64"
 
     def __post_init__(self) -> None:
+        plain_numbers(self)
         if (
             isinstance(self.quantities, str)
             or not isinstance(self.quantities, tuple | list)
