@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The README's two commands: ``python3 run.py study`` and ``python3 run.py test``.
+"""The README's two commands: ``python3 run.py study`` and ``python3 run.py test`` (ruff, then pytest).
 
 Each creates (or refreshes) the local virtual environment ``.venv`` first,
 installing the CPU build of torch (``torch==2.13.0``; set ``SEQMEM_TORCH`` to
@@ -46,16 +46,22 @@ def ensure_environment() -> Path:
 
 
 def main(argv: list[str]) -> int:
+    # Each command is a list of steps; extra arguments go to the last one (the study or pytest).
     commands = {
-        "study": ["-m", "seqmem.cli", "run", "studies/gradient_decay.py", "--preset", "quick"],
-        "test": ["-m", "pytest"],
+        "study": [["-m", "seqmem.cli", "run", "studies/gradient_decay.py", "--preset", "quick"]],
+        "test": [["-m", "ruff", "check", "."], ["-m", "ruff", "format", "--check", "."], ["-m", "pytest"]],
     }
     if not argv or argv[0] not in commands:
         print(f"usage: python3 run.py {{{'|'.join(commands)}}} [extra arguments]", file=sys.stderr)
         return 2
     python = ensure_environment()
     env = dict(os.environ, MPLBACKEND="Agg")
-    return subprocess.run([str(python), *commands[argv[0]], *argv[1:]], cwd=ROOT, env=env).returncode
+    *first, last = commands[argv[0]]
+    for step in [*first, [*last, *argv[1:]]]:
+        code = subprocess.run([str(python), *step], cwd=ROOT, env=env).returncode
+        if code != 0:
+            return code
+    return 0
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ __all__ = [
     "memory_limit",
     "plain_number",
     "plain_numbers",
+    "close_to_one_hot",
     "step_scores",
     "render_columns",
 ]
@@ -198,6 +199,18 @@ def step_scores(correct: torch.Tensor, where: torch.Tensor) -> dict[str, float]:
     wrong = where & ~correct
     accuracy = 1.0 - float(wrong.sum()) / max(int(where.sum()), 1)
     return {"accuracy": accuracy, "error_rate": float(wrong.any(dim=1).float().mean())}
+
+
+def close_to_one_hot(
+    outputs: torch.Tensor, batch: Batch, where: torch.Tensor, tolerance: float
+) -> torch.Tensor:
+    """(B, L) bool: at the ``where`` steps, every softmax probability within ``tolerance`` of the
+    one-hot target (True elsewhere)."""
+    scored = outputs.detach()[where]
+    one_hot = torch.nn.functional.one_hot(batch.targets[where], outputs.shape[-1])
+    close = torch.ones_like(where)
+    close[where] = (scored.softmax(dim=-1) - one_hot).abs().amax(dim=-1) < tolerance
+    return close
 
 
 def render_columns(rows: dict[str, list[str]], max_run: int = 3) -> str:

@@ -62,7 +62,7 @@ def brute_force(model, batch, task, reference):
                 state[0] = outputs_gate[t] * torch.tanh(leaf)
             hidden = [s[0] for s in prefix[:t]] + [state[0]]
             for s in range(t + 1, length):
-                state = cell(batch.inputs[:, s], tuple(state))
+                state, _ = cell.step(batch.inputs[:, s], tuple(state))
                 hidden.append(state[0])
             outputs = model.readout(torch.stack(hidden, dim=1))
             loss = task.loss(outputs, target) * target.mask.sum()

@@ -35,7 +35,7 @@ def scaled_orthogonal(hidden_size, scale=0.9):
 
 def brute_force_products(model, inputs):
     """Per sample and t, ds_T/ds_t as explicit products of torch.autograd.functional.jacobian
-    of one step of the cell's public forward, over the full state (h) or (h, c)."""
+    of one step of the cell (``step``), over the full state (h) or (h, c)."""
     cell, hidden = model.cell, model.hidden_size
     size, length = inputs.shape[:2]
     products = []
@@ -46,10 +46,10 @@ def brute_force_products(model, inputs):
             flat = torch.cat(state, dim=-1)[0]
 
             def step(s, x=inputs[b : b + 1, t]):
-                return torch.cat(cell(x, tuple(s[None].split(hidden, dim=-1))), dim=-1)[0]
+                return torch.cat(cell.step(x, tuple(s[None].split(hidden, dim=-1)))[0], dim=-1)[0]
 
             jacobians.append(torch.autograd.functional.jacobian(step, flat))
-            state = cell(inputs[b : b + 1, t], state)
+            state, _ = cell.step(inputs[b : b + 1, t], state)
         product, per_t = torch.eye(flat.numel(), dtype=inputs.dtype), [None] * length
         for t in range(length - 1, -1, -1):
             per_t[t] = product

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from seqmem.cells import cell_names, make_cell
-from seqmem.model import SequenceModel, _RNNSequence, make_model
+from seqmem.model import SequenceModel, make_model
+from tasks import make_task
 
 FUSABLE = [p for p in cell_names() if p != "lstm_no_forget"]
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-12}
@@ -73,22 +74,6 @@ def test_model_matches_torch_nn(preset, fused, dtype):
         torch.testing.assert_close(a, e, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("preset", cell_names())
-def test_fused_and_unrolled_agree(preset, dtype, training):
-    model = build(preset, dtype).train(training)
-    inputs = torch.randn(5, 12, 3, dtype=dtype, requires_grad=True)
-    weights = torch.randn(5, 12, 2, dtype=dtype)
-    fused = loss_and_grads(model, inputs, weights)
-    model.fused = False
-    unrolled = loss_and_grads(model, inputs, weights)
-    tol = TOLERANCE[dtype]
-    torch.testing.assert_close(fused[0], unrolled[0], rtol=tol, atol=tol)
-    for a, b in zip(fused[1], unrolled[1], strict=True):
-        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
-
-
 @pytest.mark.parametrize("preset", cell_names())
 def test_fused_path_is_taken_exactly_where_torch_nn_has_the_math(preset, monkeypatch):
     model = build(preset)
@@ -105,8 +90,7 @@ def kicked_step(cell, x, state, kick_h, kick_c):
     """One step written out independently, with zero perturbations added to c_t (before h_t
     reads it) and to h_t, so that dL/dkick is the total derivative of L w.r.t. that state."""
     if not hasattr(cell, "forget_gate"):
-        (h,) = cell(x, state)
-        return (h + kick_h,)
+        return (cell(x, state[0]) + kick_h,)
     h, c = state
     a = (x @ cell.weight_ih.T + cell.bias_ih + h @ cell.weight_hh.T + cell.bias_hh).split(cell.hidden_size, 1)
     f = torch.sigmoid(a[1]) if cell.forget_gate else 1.0
@@ -194,63 +178,10 @@ def test_bad_arguments_raise_one_line_value_error(build_and_run, field):
 @pytest.mark.parametrize(("task_name", "params"), [("copy", {"delay": 5}), ("adding", {"length": 12})])
 @pytest.mark.parametrize("preset", ["lstm_chrono", "gru"])
 def test_make_model_runs_on_real_tasks(task_name, params, preset):
-    tasks = pytest.importorskip("tasks")
-    task = tasks.make_task(task_name, **params)
+    task = make_task(task_name, **params)
     batch = task.sample(4, generator=torch.Generator().manual_seed(0))
     model = make_model(preset, task, hidden_size=8)
     outputs = model(batch.inputs)
     assert outputs.shape == (*batch.inputs.shape[:2], task.output_size)
     task.loss(outputs, batch).backward()
     assert all(p.grad is not None for p in model.parameters())
-
-
-# the hand-written BPTT of the CPU fast path for vanilla RNNs (_RNNSequence)
-
-
-def rnn_by_autograd(projected, weight_hh, nonlinearity):
-    """h_t = phi(a_t + W_hh h_{t-1}) written out step by step; autograd takes its derivatives."""
-    phi = torch.tanh if nonlinearity == "tanh" else torch.relu
-    h = projected.new_zeros(projected.shape[1:])
-    states = []
-    for a in projected:
-        h = phi(a + h @ weight_hh.T)
-        states.append(h)
-    return torch.stack(states)
-
-
-@pytest.mark.parametrize("shape", [(1, 3, 4), (17, 2, 5)], ids=["one_step", "seventeen_steps"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
-def test_rnn_backward_by_hand_matches_autograd(nonlinearity, dtype, shape):
-    generator = torch.Generator().manual_seed(0)
-    length, batch, hidden = shape
-    projected = torch.randn(*shape, generator=generator, dtype=dtype, requires_grad=True)
-    weight_hh = (0.5 * torch.randn(hidden, hidden, generator=generator, dtype=dtype)).requires_grad_()
-    upstream = torch.randn(*shape, generator=generator, dtype=dtype)
-
-    ours = _RNNSequence.apply(projected, weight_hh, nonlinearity == "relu")
-    expected = rnn_by_autograd(projected, weight_hh, nonlinearity)
-    got = torch.autograd.grad((ours * upstream).sum(), [projected, weight_hh])
-    want = torch.autograd.grad((expected * upstream).sum(), [projected, weight_hh])
-    tol = TOLERANCE[dtype]
-    torch.testing.assert_close(ours, expected, rtol=tol, atol=tol)
-    for a, b in zip(got, want, strict=True):
-        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
-
-
-@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
-def test_rnn_backward_by_hand_gradcheck(nonlinearity):
-    generator = torch.Generator().manual_seed(1)
-    # relu's kink: keep pre-activations away from 0 so finite differences do not straddle it
-    projected = (torch.randn(6, 2, 3, generator=generator, dtype=torch.float64) + 2.0).requires_grad_()
-    weight_hh = (0.3 * torch.randn(3, 3, generator=generator, dtype=torch.float64)).requires_grad_()
-    assert torch.autograd.gradcheck(
-        lambda a, w: _RNNSequence.apply(a, w, nonlinearity == "relu"), (projected, weight_hh)
-    )
-
-
-def test_rnn_backward_by_hand_skips_a_frozen_weight():
-    projected = torch.randn(4, 2, 3, requires_grad=True)
-    weight_hh = torch.randn(3, 3)  # frozen
-    _RNNSequence.apply(projected, weight_hh, False).sum().backward()
-    assert projected.grad is not None and weight_hh.grad is None

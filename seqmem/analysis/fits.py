@@ -13,10 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import stats
 
-from seqmem.cells import RNNCell
 from seqmem.model import SequenceModel
 
 __all__ = ["METRICS", "fit_decay", "mean_t_interval", "rnn_gradient_bound"]
@@ -165,19 +163,21 @@ def rnn_gradient_bound(model: SequenceModel) -> pd.DataFrame:
     """Pascanu, Mikolov & Bengio (2013): ||dh_t/dh_{t-1}|| <= sigma_max(W_hh) * gamma, with gamma
     the bound of the nonlinearity's derivative (1 for tanh and for ReLU), so gradients shrink at
     least as fast as ``bound`` per step when it is below 1.  One row: preset, nonlinearity,
-    sigma_max, derivative_bound, bound.  Only for (tanh/ReLU) RNN cells."""
+    sigma_max, derivative_bound, bound.  Only for cells whose step has that form (the cell's
+    ``gradient_bound()``: tanh/ReLU RNN cells)."""
     cell = model.cell
-    if not isinstance(cell, RNNCell):
-        raise ValueError(f"model.cell={type(cell).__name__} is invalid: rnn_gradient_bound needs an RNNCell")
-    with torch.no_grad():
-        sigma_max = float(torch.linalg.matrix_norm(cell.weight_hh.double(), ord=2))
-    derivative_bound = 1.0  # sup |tanh'| = sup |relu'| = 1
+    bound = cell.gradient_bound()
+    if bound is None:
+        raise ValueError(
+            f"model.cell={type(cell).__name__} is invalid: rnn_gradient_bound needs a cell of the form "
+            "h_t = phi(W_hh h_{t-1} + ...) (one with a gradient_bound(), e.g. an RNNCell)"
+        )
     return pd.DataFrame(
         {
             "preset": [cell.preset],
-            "nonlinearity": [cell.nonlinearity],
-            "sigma_max": [sigma_max],
-            "derivative_bound": [derivative_bound],
-            "bound": [sigma_max * derivative_bound],
+            "nonlinearity": [bound.nonlinearity],
+            "sigma_max": [bound.sigma_max],
+            "derivative_bound": [bound.derivative_bound],
+            "bound": [bound.bound],
         }
     )

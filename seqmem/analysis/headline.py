@@ -22,7 +22,6 @@ import torch
 
 from seqmem.analysis.fits import fit_decay, rnn_gradient_bound
 from seqmem.analysis.gradients import gradient_norms_by_lag
-from seqmem.cells import RNNCell
 from seqmem.model import make_model
 from tasks import AddingTask
 from tasks.base import check_int
@@ -57,7 +56,7 @@ def headline(
                 if value in frame:
                     curve = frame[["lag", value]].rename(columns={value: "norm"})
                     curves.append(curve.assign(cell=cell, path=path, seed=seed))
-            if isinstance(model.cell, RNNCell):
+            if model.cell.gradient_bound() is not None:
                 bounds.setdefault(cell, []).append(float(rnn_gradient_bound(model)["bound"].iloc[0]))
     fits = fit_decay(pd.concat(curves, ignore_index=True), "norm", by=["cell", "path"], replicate="seed")
     order = {

@@ -1,17 +1,15 @@
 """The state Jacobians behind the decay: exact products dh_T/dh_t and Lyapunov exponents.
 
-One mechanism serves both: the closed-form Jacobian J_t = ds_t/ds_{t-1} of each step of the
-flat state s = (h) or (h, c), evaluated along the trajectory the model actually ran, applied
-from the left to accumulate the products P_t = ds_T/ds_t = P_{t+1} J_{t+1} (one batched matmul
-per step) and from the right to push the Lyapunov frame forward, J_t Q_{t-1}.  The closed forms
-(below, per cell) are exactly the derivatives autograd takes of ``cell.recur``; the tests check
-them against ``torch.autograd.functional.jacobian``.  An LSTM's J_t has diagonal c columns
-(dc_t/dc_{t-1} = diag(f), dh_t/dc_{t-1} = diag(o tanh'(c_t) f)), so only its h columns are
-stored dense: P J costs two (2H x H) @ (H x H) matmuls per sample instead of a 2H-cube.  The
-dense rows sum_g diag(coefficient_g) W_g are written by one batched matmul over units (see
-``_gate_rows``).  Spectral norms of the products' blocks are certified, not estimated: power
-iteration where one direction dominates, bounds from traces of repeated squares where the
-spectrum is spread, LAPACK where it is flat.
+One mechanism serves both: the Jacobian J_t = ds_t/ds_{t-1} of each step of the flat state
+s = (h) or (h, c), evaluated along the trajectory the model actually ran (each cell's
+``step_jacobian``: a closed form per cell family, or torch.func's for a cell that only writes
+``recur``), applied from the left to accumulate the products P_t = ds_T/ds_t = P_{t+1} J_{t+1}
+(one batched matmul per step and dense column block) and from the right to push the Lyapunov
+frame forward, J_t Q_{t-1}.  An LSTM's J_t has diagonal c columns (dc_t/dc_{t-1} = diag(f),
+dh_t/dc_{t-1} = diag(o tanh'(c_t) f)), so only its h columns are stored dense: P J costs two
+(2H x H) @ (H x H) matmuls per sample instead of a 2H-cube.  Spectral norms of the products'
+blocks are certified, not estimated: power iteration where one direction dominates, bounds from
+traces of repeated squares where the spectrum is spread, LAPACK where it is flat.
 """
 
 from __future__ import annotations
@@ -22,19 +20,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from seqmem.analysis.common import as_dtype, lag_frame, nan_quantiles
-from seqmem.cells import GRUCell, LSTMCell, RNNCell
+from seqmem.cells.base import StepJacobian, Transition
 from seqmem.model import SequenceModel
 from tasks.base import check_int
 
 __all__ = ["jacobian_norms_by_lag", "lyapunov_spectrum", "forget_product"]
-
-# J_t as (dense, diagonal).  dense: one (B, H, H) block per state block, ds_t/dh_{t-1} split by
-# rows: (dh_t/dh_{t-1},) or (dh_t/dh_{t-1}, dc_t/dh_{t-1}).  diagonal: None, or the
-# LSTM's c columns (a, f), dh_t/dc_{t-1} = diag(a) and dc_t/dc_{t-1} = diag(f), each (B, H)
-StepJacobian = tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, torch.Tensor] | None]
 
 
 def _check_inputs(model: SequenceModel, inputs: torch.Tensor) -> None:
@@ -42,19 +34,6 @@ def _check_inputs(model: SequenceModel, inputs: torch.Tensor) -> None:
         raise ValueError(
             f"inputs shape={tuple(inputs.shape)} is invalid: must be (batch, length >= 1, {model.input_size})"
         )
-
-
-def _gate_rows(coefficients: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """sum_g diag(coefficients[:, r, :, g]) @ weights[:, g] for every r, as (B, H, H) blocks.
-
-    ``coefficients`` is (B, R, H, G), ``weights`` (H, G, H) (row h of each gate's W_hh).  One
-    batched matmul over units h, (R B x G) @ (G x H), writes every row once: summing G scaled
-    copies of W_hh instead would pass over the (B, H, H) blocks 2G times.
-    """
-    batch, count, hidden, gates = coefficients.shape
-    flat = coefficients.permute(2, 1, 0, 3).reshape(hidden, count * batch, gates)
-    rows = torch.bmm(flat, weights).view(hidden, count, batch, hidden)
-    return tuple(rows[:, r].transpose(0, 1) for r in range(count))
 
 
 def _step_jacobians(
@@ -65,70 +44,51 @@ def _step_jacobians(
     cell = model.cell
     with torch.no_grad():
         _, unrolled = model(inputs, return_states=True)
+        projected = cell.project_input(inputs).unbind(dim=1)
         initial = cell.initial_state(inputs.shape[0], device=inputs.device, dtype=inputs.dtype)
-        h = torch.stack([initial[0], *unrolled.h], dim=1)  # h[:, t] = state before step t
-        c = None if unrolled.c is None else torch.stack([initial[1], *unrolled.c], dim=1)
+        # states[t]: the state before step t, as views of one stacked tensor per block
+        blocks = [
+            torch.stack([first, *after], dim=1).unbind(dim=1)
+            for first, after in zip(initial, unrolled.blocks.values(), strict=True)
+        ]
+        states = list(zip(*blocks, strict=True))
     gates = unrolled.gates
-    hidden = cell.hidden_size
-    weight_hh = cell.weight_hh.detach()
-    by_unit = weight_hh.view(-1, hidden, hidden).transpose(0, 1).contiguous()  # (H, G, H)
+    gates_by_step = {name: gate.unbind(dim=1) for name, gate in gates.items()}
 
     def jacobian(t: int, scale: torch.Tensor | None = None) -> StepJacobian:
-        multiplier = (h.new_ones(h.shape[0]) if scale is None else scale)[:, None]
-        with torch.no_grad():
-            if isinstance(cell, RNNCell):  # diag(phi'(a)) W_hh, phi' from the output h_t
-                after = h[:, t + 1]
-                slope = 1 - after.square() if cell.nonlinearity == "tanh" else (after > 0).to(after.dtype)
-                return ((slope * multiplier)[..., None] * weight_hh,), None
-            if isinstance(cell, GRUCell):  # h_t = n + z (h - n), n = tanh(x_n + r (W_n h + b_n))
-                before, r, z, n = h[:, t], gates["r"][:, t], gates["z"][:, t], gates["n"][:, t]
-                h_n = F.linear(before, weight_hh[2 * hidden :], cell.bias_hh.detach()[2 * hidden :])
-                through_n = (1 - z) * (1 - n.square())
-                coefficients = torch.stack(
-                    [through_n * h_n * r * (1 - r), (before - n) * z * (1 - z), through_n * r], dim=-1
-                )
-                (dense,) = _gate_rows((coefficients * multiplier[..., None])[:, None], by_unit)
-                dense.diagonal(dim1=-2, dim2=-1).add_(z * multiplier)
-                return (dense,), None
-            if isinstance(cell, LSTMCell):  # c_t = f c + i g, h_t = o tanh(c_t)
-                i, f, g, o = (gates[k][:, t] for k in "ifgo")
-                squash = torch.tanh(c[:, t + 1])
-                to_h = o * (1 - squash.square())  # dh_t/dc_t
-                # a no-forget LSTM reports f = 1, so f (1 - f) drops its (zero) f rows too
-                no_o = torch.zeros_like(o)
-                cell_h = torch.stack(
-                    [g * i * (1 - i), c[:, t] * f * (1 - f), i * (1 - g.square()), no_o], dim=-1
-                )
-                hidden_h = to_h[..., None] * cell_h
-                hidden_h[..., 3] = squash * o * (1 - o)
-                coefficients = torch.stack([hidden_h, cell_h], dim=1) * multiplier[:, None, :, None]
-                return _gate_rows(coefficients, by_unit), (to_h * f * multiplier, f * multiplier)
-        raise TypeError(f"cell={type(cell).__name__} has no closed-form Jacobian")
+        step_gates = {name: by_step[t] for name, by_step in gates_by_step.items()}
+        return cell.step_jacobian(Transition(projected[t], states[t], states[t + 1], step_gates), scale)
 
     return jacobian, gates
 
 
 def _pull(columns: tuple[torch.Tensor, ...], jacobian: StepJacobian) -> tuple[torch.Tensor, ...]:
     """P @ J for P given by its column blocks ``columns`` (B, R, H) each, one per state block."""
-    dense, diagonal = jacobian
-    out = torch.bmm(columns[0], dense[0])
-    for block, rows in zip(columns[1:], dense[1:], strict=True):
-        out.baddbmm_(block, rows)
-    if diagonal is None:
-        return (out,)
-    to_h, to_c = diagonal
-    return out, (columns[1] * to_c[:, None]).addcmul_(columns[0], to_h[:, None])
+    out = []
+    for j, (rows, diagonal) in enumerate(zip(jacobian.columns, jacobian.diagonal, strict=True)):
+        if diagonal:  # sum_i P_i diag(d_ij), own block first: the order the reported numbers were summed in
+            block = columns[j] * rows[j][:, None]
+            for i, (column, scale) in enumerate(zip(columns, rows, strict=True)):
+                if i != j:
+                    block.addcmul_(column, scale[:, None])
+        else:  # sum_i P_i J_ij
+            block = torch.bmm(columns[0], rows[0])
+            for column, dense in zip(columns[1:], rows[1:], strict=True):
+                block.baddbmm_(column, dense)
+        out.append(block)
+    return tuple(out)
 
 
 def _push(jacobian: StepJacobian, frame: torch.Tensor) -> torch.Tensor:
     """J @ frame for ``frame`` (B, S, k)."""
-    dense, diagonal = jacobian
-    hidden = dense[0].shape[-1]
-    out = [rows @ frame[:, :hidden] for rows in dense]
-    if diagonal is not None:
-        out = [
-            block + scale[..., None] * frame[:, hidden:] for block, scale in zip(out, diagonal, strict=True)
-        ]
+    parts = frame.split_with_sizes(jacobian.sizes, dim=1)
+    out = []
+    for i in range(len(parts)):  # row block i: sum_j J_ij frame_j
+        total = None
+        for rows, diagonal, part in zip(jacobian.columns, jacobian.diagonal, parts, strict=True):
+            term = rows[i][..., None] * part if diagonal else rows[i] @ part
+            total = term if total is None else total + term
+        out.append(total)
     return torch.cat(out, dim=1)
 
 

@@ -27,7 +27,6 @@ from seqmem.analysis.fits import rnn_gradient_bound
 from seqmem.analysis.gates import gate_statistics
 from seqmem.analysis.gradients import lag_gradient_norms
 from seqmem.analysis.jacobians import forget_product, jacobian_norms_by_lag, lyapunov_spectrum
-from seqmem.cells import RNNCell
 from seqmem.config import PROBE_DTYPES, ProbeConfig
 from tasks.base import Batch
 
@@ -116,7 +115,7 @@ def _measure(config: ProbeConfig, ctx: ProbeContext) -> list[pd.DataFrame]:
             columns={"k": "t", "exponent": "lyapunov"} | {s: f"lyapunov_{s}" for s in STATS[1:]}
         )
         parts.append(to_probe_rows(frame.assign(lag=-1), ("lyapunov",)))
-    if "gradient_bound" in wanted and isinstance(model.cell, RNNCell):
+    if "gradient_bound" in wanted and model.cell.gradient_bound() is not None:
         bound = float(rnn_gradient_bound(model)["bound"].iloc[0])
         parts.append(
             pd.DataFrame({"quantity": ["gradient_bound"], "t": -1, "lag": -1, "stat": "mean", "value": bound})
