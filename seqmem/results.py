@@ -1,7 +1,7 @@
 """The on-disk results store: one folder per study, one sub-folder per run.
 
     <out>/<study>/study.json                 name, preset, axes, the grid (run id -> config)
-    <out>/<study>/runs/<run_id>.lock         the run's claim (an OS-level lock; see claim_run)
+    <out>/<study>/locks/<run_id>.lock        the run's claim (an OS-level lock; see claim_run)
     <out>/<study>/runs/<run_id>/config.json  the RunConfig (train + probe)
                                 metrics.parquet   training history, one row per evaluation
                                 analysis.parquet  probe rows (step, phase, quantity, t, lag, stat, value)
@@ -116,10 +116,10 @@ def stored_status(study_dir: Path, run_id: str) -> dict | None:
 
 @contextmanager
 def claim_run(study_dir: Path, run_id: str, wait: bool) -> Iterator[bool]:
-    """Hold the run's lock (``runs/<run_id>.lock``) for the block: yields True once this process
+    """Hold the run's lock (``locks/<run_id>.lock``) for the block: yields True once this process
     holds it, or at once False if another process holds it and ``wait`` is False.  The lock is
     the operating system's (flock), so it is released when its holder exits or is killed."""
-    lock_path = Path(study_dir) / "runs" / f"{run_id}.lock"
+    lock_path = Path(study_dir) / "locks" / f"{run_id}.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(lock_path, timeout=-1 if wait else 0)
     try:

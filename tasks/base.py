@@ -29,6 +29,7 @@ __all__ = [
     "Task",
     "check_int",
     "check_choice",
+    "choice_field",
     "check_fields",
     "check_memory",
     "memory_limit",
@@ -158,6 +159,13 @@ def check_memory(name: str, value: object, nbytes: float, what: str) -> None:
             f"{name}={value!r} is invalid: {what} would need at least {_format_bytes(nbytes)}, more than the "
             f"memory bound of {_format_bytes(limit)} ({source})"
         )
+
+
+def choice_field(default: str, choices: tuple[str, ...]) -> str:
+    """A task field that holds one of ``choices``: declared with them, so that help texts can list
+    them (``dataclasses.fields(cls)[i].metadata["choices"]``); ``__post_init__`` still checks it
+    with ``check_choice``."""
+    return dataclasses.field(default=default, metadata={"choices": tuple(choices)})
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tasks.base import check_int
+from tasks.base import check_int, check_memory
 
 __all__ = [
     "State",
@@ -135,6 +135,8 @@ class RecurrentCell(nn.Module, ABC):
         self.input_size = input_size
         self.hidden_size = hidden_size
         rows = self.n_gates * hidden_size
+        weights = rows * (input_size + hidden_size + 2) * torch.get_default_dtype().itemsize
+        check_memory("hidden_size", hidden_size, weights, f"the weights of a {type(self).__name__}")
         self.weight_ih = nn.Parameter(torch.empty(rows, input_size))
         self.weight_hh = nn.Parameter(torch.empty(rows, hidden_size))
         self.bias_ih = nn.Parameter(torch.empty(rows))
