@@ -1,4 +1,5 @@
-"""Checks shared by the sweep tests: two study folders hold the same results, and which runs a
+"""What the sweep and results tests share: a study whose runs last long enough to be killed, ways
+to damage a file, and checks that two study folders hold the same results and which runs a
 sweep (re)wrote."""
 
 from __future__ import annotations
@@ -11,6 +12,35 @@ import torch
 
 from seqmem import results
 from seqmem.io import load_checkpoint
+
+# A study of six runs long enough (~0.5 s each) to kill part-way; a script or module defining it
+# starts with this text.
+KILLABLE_STUDY = """
+from seqmem.config import ProbeConfig
+from seqmem.sweep import Study
+
+STUDY = Study(
+    name="killable",
+    base={"task": "adding", "task_params.length": 30, "hidden_size": 16, "max_steps": 100,
+          "eval_every": 25, "eval_batch_size": 64},
+    axes={"cell": ["gru", "lstm"], "seed": [0, 1, 2]},
+    presets={"quick": {}},
+    probe=ProbeConfig(quantities=("grad_norm", "jacobian", "gates"), every_n_evals=2, batch_size=16,
+                      jacobian_batch_size=2),
+)
+"""
+
+
+def truncate(path: Path) -> None:
+    """What a kill or a full disk leaves of a file written in place: its first half."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def flip_a_byte(path: Path) -> None:
+    """A file of the right size with one byte altered (a bad disk block, a careless edit)."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
 
 
 def _status(run_path: Path) -> str:

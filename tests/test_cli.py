@@ -24,6 +24,7 @@ from seqmem.train import load_model, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TRAIN = ["--hidden-size", "8", "--steps", "3", "--eval-every", "2", "--batch-size", "4"]
+TRAIN_LSTM = ["train", "--task", "adding", "--length", "10", "--cell", "lstm", *TINY_TRAIN]
 
 
 def test_tasks_list_names_every_task_with_its_parameters(capsys):
@@ -86,51 +87,13 @@ BAD_INPUT = [
         ["tasks", "show", "copy", "--delay", "1000000000000"],
         "batch_size=1 is invalid: a batch of copy(delay=1000",
     ),
+    ([*TRAIN_LSTM, "--hidden-size", "1000000"], "hidden_size=1000000 is invalid: the weights of a LSTMCell"),
     (
-        [
-            "train",
-            "--task",
-            "adding",
-            "--length",
-            "10",
-            "--cell",
-            "lstm",
-            *TINY_TRAIN,
-            "--hidden-size",
-            "1000000",
-        ],
-        "hidden_size=1000000 is invalid: the weights of a LSTMCell would need at least",
+        [*TRAIN_LSTM, "--eval-batch-size", "10000000000"],
+        "eval_batch_size=10000000000 is invalid: a forward pass",
     ),
-    (
-        [
-            "train",
-            "--task",
-            "adding",
-            "--length",
-            "20",
-            "--cell",
-            "lstm",
-            *TINY_TRAIN,
-            "--eval-batch-size",
-            "100000000",
-        ],
-        "eval_batch_size=100000000 is invalid: a forward pass over 100000000 sequences",
-    ),
-    (  # nothing is printed: the folder is refused before training
-        [
-            "train",
-            "--task",
-            "adding",
-            "--length",
-            "10",
-            "--cell",
-            "lstm",
-            *TINY_TRAIN,
-            "--out",
-            "/proc/seqmem/out",
-        ],
-        "--out='/proc/seqmem/out' is invalid: cannot write there",
-    ),
+    # nothing is printed: the folder is refused before training
+    ([*TRAIN_LSTM, "--out", "/proc/seqmem/out"], "--out='/proc/seqmem/out' is invalid: cannot write there"),
     (["run"], "STUDY is missing: give a study script"),
     (["report", "/nonexistent/results"], "RESULTS_DIR='/nonexistent/results' is invalid"),
 ]

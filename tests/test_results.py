@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sweep_checks import flip_a_byte, truncate
 
 from seqmem import results
 from seqmem.config import RunConfig
@@ -215,23 +216,13 @@ def test_status_json_lists_the_digest_of_every_file(study_dir):
         assert results.stored_status(study_dir, run.run_id)["status"] in results.STATUSES
 
 
-def _truncate(path: Path) -> None:
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-
-
-def _flip_a_byte(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
-
-
 @pytest.mark.parametrize(
     ("name", "damage", "problem"),
     [
-        ("config.json", _truncate, "bytes, not the"),
-        ("metrics.parquet", _truncate, "bytes, not the"),
+        ("config.json", truncate, "bytes, not the"),
+        ("metrics.parquet", truncate, "bytes, not the"),
         ("analysis.parquet", lambda path: path.unlink(), "missing file"),
-        ("checkpoint.pt", _flip_a_byte, "SHA-256"),
+        ("checkpoint.pt", flip_a_byte, "SHA-256"),
     ],
 )
 def test_a_damaged_file_makes_the_run_one_to_redo(study_dir, name, damage, problem):
@@ -267,13 +258,13 @@ def test_runs_of_0_1_0_without_digests_are_checked_by_reading_them(study_dir):
         del status["files"]  # as seqmem 0.1.0 wrote it
         path.write_text(json.dumps(status))
     assert results.stored_status(study_dir, intact.run_id) is not None
-    _truncate(results.run_dir(study_dir, victim.run_id) / "metrics.parquet")
+    truncate(results.run_dir(study_dir, victim.run_id) / "metrics.parquet")
     assert results.stored_status(study_dir, victim.run_id) is None
 
 
 def test_load_study_lists_what_it_could_not_read(study_dir):
     victim = STUDY.grid(None)[1]
-    _truncate(results.run_dir(study_dir, victim.run_id) / "metrics.parquet")
+    truncate(results.run_dir(study_dir, victim.run_id) / "metrics.parquet")
     with pytest.warns(UserWarning):
         frames = results.load_study(study_dir)
     assert list(frames.problems.columns) == ["run_id", "path", "problem"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-from sweep_checks import assert_same_runs, stamps
+from sweep_checks import KILLABLE_STUDY, assert_same_runs, flip_a_byte, stamps, truncate
 
 from seqmem import results
 from seqmem.cli import load_study_module
@@ -38,21 +38,9 @@ TINY = {
     "eval_batch_size": 32,
 }
 
-# The study the SIGKILL and dask tests run: runs long enough (~0.5 s each) to kill part-way.
-STUDY_SCRIPT = """
+# The study the SIGKILL and dask tests run, as a script.
+STUDY_SCRIPT = f"""{KILLABLE_STUDY}
 from seqmem.cli import main_for_study
-from seqmem.config import ProbeConfig
-from seqmem.sweep import Study
-
-STUDY = Study(
-    name="killable",
-    base={"task": "adding", "task_params.length": 30, "hidden_size": 16, "max_steps": 100,
-          "eval_every": 25, "eval_batch_size": 64},
-    axes={"cell": ["gru", "lstm"], "seed": [0, 1, 2]},
-    presets={"quick": {}},
-    probe=ProbeConfig(quantities=("grad_norm", "jacobian", "gates"), every_n_evals=2, batch_size=16,
-                      jacobian_batch_size=2),
-)
 
 if __name__ == "__main__":
     raise SystemExit(main_for_study(STUDY))
@@ -373,22 +361,12 @@ def _frames(study_dir: Path) -> dict[str, pd.DataFrame]:
     }
 
 
-def _truncate(path: Path) -> None:
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-
-
-def _flip_a_byte(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
-
-
 @pytest.mark.parametrize(
     ("name", "damage"),
     [
-        ("config.json", _truncate),
-        ("metrics.parquet", _truncate),
-        ("checkpoint.pt", _flip_a_byte),
+        ("config.json", truncate),
+        ("metrics.parquet", truncate),
+        ("checkpoint.pt", flip_a_byte),
         ("status.json", lambda path: path.write_text("{}")),
         ("status.json", lambda path: path.write_text("[]")),
     ],

@@ -20,29 +20,24 @@ from types import ModuleType
 import psutil
 import pytest
 from dask.distributed import LocalCluster
-from sweep_checks import assert_same_runs, stamps
+from sweep_checks import KILLABLE_STUDY, assert_same_runs, stamps
 
 from seqmem.sweep import Study, run_study, runner
 
 REPO = Path(__file__).absolute().parents[1]
 
-# A study module that workers import by name (its folder goes on PYTHONPATH): six runs of about
-# half a second, and run functions that log every training they start.
-SHARED = '''
+# A study module that workers import by name (its folder goes on PYTHONPATH): the killable study
+# and run functions that log every training they start.
+SHARED = (
+    KILLABLE_STUDY
+    + '''
 import os
 import sys
 from pathlib import Path
 
-from seqmem.sweep import Study, run_study, train_run
+from seqmem.sweep import run_study, train_run
 
 LOG = Path(os.environ.get("SEQMEM_TEST_LOG", "trainings.log"))
-STUDY = Study(
-    name="shared",
-    base={"task": "adding", "task_params.length": 30, "hidden_size": 16, "max_steps": 100,
-          "eval_every": 25, "eval_batch_size": 64},
-    axes={"cell": ["gru", "lstm"], "seed": [0, 1, 2]},
-    presets={"quick": {}},
-)
 
 
 def logged_run(config, progress):
@@ -65,6 +60,7 @@ def dying_run(config, progress):
 if __name__ == "__main__":
     run_study(STUDY, out=sys.argv[1], workers=1, progress=False, run_fn=logged_run)
 '''
+)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +116,7 @@ def test_two_concurrent_sweeps_into_one_folder_train_each_run_once(env, referenc
     counts = trainings(env)
     assert sorted(counts) == sorted(p.name for p in (reference / "runs").iterdir())
     assert set(counts.values()) == {1}, counts
-    assert_same_runs(tmp_path / "shared", reference)
+    assert_same_runs(tmp_path / "killable", reference)
 
 
 @pytest.mark.slow
@@ -177,7 +173,7 @@ def test_ctrl_c_stops_the_workers_and_says_what_was_kept_in_one_line(shared, env
         start_new_session=True,
     )
     deadline = time.monotonic() + 120
-    while not list(tmp_path.glob("shared/runs/*/status.json")):
+    while not list(tmp_path.glob("killable/runs/*/status.json")):
         assert sweep.poll() is None and time.monotonic() < deadline, sweep.communicate()[0]
         time.sleep(0.02)
     processes = psutil.Process(sweep.pid).children(recursive=True)
@@ -187,9 +183,9 @@ def test_ctrl_c_stops_the_workers_and_says_what_was_kept_in_one_line(shared, env
     assert sweep.returncode == 130 and not alive, output
     lines = [line for line in output.splitlines() if line.strip()]
     assert "Traceback" not in output and "leaked" not in output, output
-    kept = len(stamps(tmp_path / "shared"))
+    kept = len(stamps(tmp_path / "killable"))
     assert lines[-1] == (
-        f"shared [quick]: interrupted; {kept} of 6 runs are stored in {tmp_path / 'shared'}; "
+        f"killable [quick]: interrupted; {kept} of 6 runs are stored in {tmp_path / 'killable'}; "
         "run the same command again to do the rest"
     )
     assert all(line.startswith("[") for line in lines[:-1]), output  # the runs that finished
