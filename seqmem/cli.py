@@ -19,6 +19,9 @@ field's type; their help gives each one's type, choices and default.
 
 Exit status: 0; 1 when runs failed, are missing or could not be read; 2 for bad input (one line
 on stderr naming the option, field or file); 130 after Ctrl-C.  Warnings are one line each.
+
+(Over 500 lines: it declares every command's options with their help, and the study scripts'
+command line; kept in one module because the options and the code that reads them change together.)
 """
 
 from __future__ import annotations

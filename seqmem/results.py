@@ -80,7 +80,8 @@ def read_status(run_path: Path) -> dict | None:
         status = read_json(Path(run_path) / STATUS_FILE)
     except (FileNotFoundError, ValueError):
         return None
-    return status if isinstance(status, dict) and status.get("status") in STATUSES else None
+    valid = isinstance(status, dict) and status.get("status") in STATUSES
+    return status if valid and isinstance(status.get("files", {}), dict) else None
 
 
 def run_damage(run_path: Path, status: Mapping[str, Any]) -> dict[str, str]:

@@ -296,6 +296,15 @@ def test_main_for_study_exits_1_when_a_run_failed_and_says_why(tmp_path, capsys)
     assert "hidden_size=1000000 is invalid" in reason
 
 
+def test_the_report_lists_failed_runs_with_their_error(tmp_path, capsys):
+    study = Study(name="failing", base={**TINY_STUDY, "hidden_size": 1_000_000}, presets={"quick": {}})
+    assert main_for_study(study, ["--out", str(tmp_path), "--workers", "1"]) == 1
+    page = (tmp_path / "failing" / "report" / "index.html").read_text()
+    table = page[page.index("<h2>Failed and unreadable runs</h2>") :]
+    (run,) = study.grid("quick")
+    assert run.run_id in table and "ValueError: hidden_size=1000000 is invalid" in table
+
+
 def test_a_device_this_machine_lacks_is_a_one_line_error_before_any_run(tmp_path, capsys):
     study = Study(name="gpu", base={**TINY_STUDY, "device": "cuda:99"}, presets={"quick": {}})
     assert main_for_study(study, ["--out", str(tmp_path), "--workers", "1"]) == 2

@@ -343,13 +343,6 @@ def test_sigkill_part_way_then_rerun_completes_each_run_once(study_script, refer
     assert not list(study_dir.rglob("*.tmp"))
 
 
-@pytest.mark.slow
-def test_dask_local_cluster_matches_local_executor(study_script, reference, tmp_path):
-    study = load_study_module(study_script)
-    study_dir = run_study(study, out=tmp_path, executor="dask", workers=2, progress=False)
-    assert_same_runs(study_dir, reference)
-
-
 # -- what survives what: damaged runs, a full disk, claims, devices, progress ------------------------
 
 

@@ -120,7 +120,9 @@ def test_two_concurrent_sweeps_into_one_folder_train_each_run_once(env, referenc
 
 
 @pytest.mark.slow
-def test_a_lost_dask_worker_retrains_no_finished_run(shared, env, reference, tmp_path):
+def test_dask_matches_the_local_executor_and_a_lost_worker_retrains_no_finished_run(
+    shared, env, reference, tmp_path
+):
     study_dir = run_study(
         shared.STUDY, out=tmp_path, executor="dask", workers=2, progress=False, run_fn=shared.dying_run
     )
