@@ -213,6 +213,7 @@ h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; margin-top: 2.2rem; 
 table { border-collapse: collapse; font-size: 0.9rem; margin: 0.5rem 0; }
 th, td { padding: 0.3rem 0.7rem; border-bottom: 1px solid #e5e5e5; text-align: right; }
 th { background: #f6f6f6; } td:first-child, th:first-child, td:nth-child(2) { text-align: left; }
+.swatch-cell { white-space: nowrap; }
 figure { margin: 1rem 0 2rem; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #444; font-size: 0.92rem; max-width: 60rem; }
 .note { background: #fff8e1; border-left: 4px solid #f0b400; padding: 0.5rem 0.8rem; }
@@ -228,7 +229,8 @@ def _summary_html(table: pd.DataFrame) -> str:
     shown = table.copy()
     # The cell's swatch ties the table to the figures' colours.
     shown["cell"] = [
-        f'<span class="swatch" style="background:{cell_color(c)}"></span>{html.escape(c)}'
+        f'<span class="swatch-cell"><span class="swatch" style="background:{cell_color(c)}"></span>'
+        f"{html.escape(c)}</span>"
         for c in shown["cell"]
     ]
     shown["condition"] = shown["condition"].astype(str).map(html.escape)
