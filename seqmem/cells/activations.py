@@ -123,25 +123,36 @@ class _ComplexModReLU(Activation):
         scale = torch.where(nonzero, torch.relu(modulus + bias) / modulus, torch.zeros_like(square))
         return (self.halves(pre) * scale[..., None, :]).flatten(-2)
 
+    def modulus(self, x: Tensor) -> Tensor:
+        """|x| per complex unit (..., N), without autograd (hypot: a norm over the size-2 dim is
+        ~30x slower on the CPU)."""
+        parts = self.halves(x)
+        return torch.hypot(parts[..., 0, :], parts[..., 1, :])
+
+    @staticmethod
+    def positive(x: Tensor) -> Tensor:
+        """``x`` with zeros (and negatives) raised to the dtype's tiny, in place: divisions by it
+        then give 0 where their numerator is 0, without a ``where`` per step."""
+        return x.clamp_min_(torch.finfo(x.dtype).tiny)
+
     def scale(self, pre: Tensor, bias: Tensor) -> Tensor:
-        """s = relu(|z| + b) / |z| per unit (0 where z = 0), without autograd."""
-        modulus = torch.linalg.vector_norm(self.halves(pre), dim=-2)
-        return torch.where(modulus > 0, (modulus + bias).relu_() / modulus, 0)
+        """s = relu(|z| + b) / |z| per unit (0 where z = 0: it multiplies z), without autograd."""
+        modulus = self.positive(self.modulus(pre))
+        return (modulus + bias).relu_().div_(modulus)
 
     def activate_(self, pre: Tensor, bias: Tensor | None = None) -> None:
         self.halves(pre).mul_(self.scale(pre, bias)[..., None, :])
 
     def direction(self, h: Tensor) -> Tensor:
         """u = h / |h| per unit as (..., 2, N), 0 where h = 0."""
-        parts = self.halves(h)
-        modulus = torch.linalg.vector_norm(parts, dim=-2, keepdim=True)
-        return torch.where(modulus > 0, parts / modulus, 0)
+        return self.halves(h) / self.positive(self.modulus(h))[..., None, :]
 
     def backpropagate_(self, grad: Tensor, h: Tensor, bias: Tensor | None = None) -> None:
-        parts, u = self.halves(grad), self.direction(h)
-        modulus = torch.linalg.vector_norm(self.halves(h), dim=-2)
-        stretch = torch.where(modulus > 0, modulus / (modulus - bias), 0)  # s = |h| / |z|
-        along = (u * parts).sum(-2) * (1 - stretch)  # (1 - s) <u, g>
+        parts, modulus = self.halves(grad), self.modulus(h)
+        u = self.halves(h) / self.positive(modulus.clone())[..., None, :]
+        # s = |h| / |z| with |z| = |h| - b > 0 on active units; 0 on inactive ones (|h| = 0)
+        stretch = modulus / self.positive(modulus - bias)
+        along = (u * parts).sum(-2).mul_(1 - stretch)  # (1 - s) <u, g>
         parts.mul_(stretch[..., None, :]).addcmul_(u, along[..., None, :])
 
     def bias_grad(self, grad_pre: Tensor, h: Tensor) -> Tensor:
