@@ -13,10 +13,15 @@ import torch
 
 from seqmem.cells import UnitaryRNNCell, make_cell
 from seqmem.cells.activations import COMPLEX_MODRELU
-from seqmem.cells.rnn import _RNNSequence
 from seqmem.model import make_model
 from tasks import CopyTask
-from tests.cell_checks import HIDDEN, spectral_norms_by_lag, trained
+from tests.cell_checks import (
+    HIDDEN,
+    check_backward_by_hand,
+    gradcheck_by_hand,
+    spectral_norms_by_lag,
+    trained,
+)
 
 
 def dft_matrix(n):
@@ -136,32 +141,10 @@ def by_hand_inputs(dtype):
     return (t.to(dtype).requires_grad_() for t in (projected, weight, bias))
 
 
-def complex_modrelu_by_autograd(projected, weight, bias):
-    h, states = torch.zeros_like(projected[0]), []
-    for a in projected:
-        h = COMPLEX_MODRELU(a + h @ weight.T, bias)
-        states.append(h)
-    return torch.stack(states)
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_backward_by_hand_equals_autograd_with_the_bias(dtype):
-    projected, weight, bias = by_hand_inputs(dtype)
-    ours = _RNNSequence.apply(projected, weight, COMPLEX_MODRELU, bias)
-    expected = complex_modrelu_by_autograd(projected, weight, bias)
-    upstream = torch.randn_like(expected)
-    tol = {torch.float32: 1e-5, torch.float64: 1e-12}[dtype]
-    torch.testing.assert_close(ours, expected, rtol=tol, atol=tol)
-    for a, b in zip(
-        torch.autograd.grad((ours * upstream).sum(), [projected, weight, bias]),
-        torch.autograd.grad((expected * upstream).sum(), [projected, weight, bias]),
-        strict=True,
-    ):
-        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    check_backward_by_hand(COMPLEX_MODRELU, *by_hand_inputs(dtype))
 
 
 def test_backward_by_hand_gradcheck():
-    projected, weight, bias = by_hand_inputs(torch.float64)
-    assert torch.autograd.gradcheck(
-        lambda a, w, b: _RNNSequence.apply(a, w, COMPLEX_MODRELU, b), (projected, weight, bias)
-    )
+    assert gradcheck_by_hand(COMPLEX_MODRELU, *by_hand_inputs(torch.float64))
