@@ -5,14 +5,16 @@ through a modReLU against autograd."""
 import numpy as np
 import torch
 
-from seqmem.analysis import jacobian_norms_by_lag
+from seqmem.analysis import jacobian_norms_by_lag, make_probe
 from seqmem.cells.activations import Activation
 from seqmem.cells.rnn import _RNNSequence
-from seqmem.config import TrainConfig
+from seqmem.config import ProbeConfig, TrainConfig
 from seqmem.train import build_model, train
 from tasks import CopyTask
 
 HIDDEN = 8  # the state size of ``trained``'s models
+# what the probe records for a cell with one state block and no gates
+PROBED = {"grad_norm", "input_saliency", "jacobian_spectral", "jacobian_frobenius", "lyapunov"}
 
 
 def trained(preset: str, steps: int = 1000):
@@ -80,3 +82,26 @@ def gradcheck_by_hand(activation: Activation, projected, weight, bias) -> bool:
     return torch.autograd.gradcheck(
         lambda a, w, b: _RNNSequence.apply(a, w, activation, b), (projected, weight, bias)
     )
+
+
+def trained_and_probed(preset: str):
+    """A few RMSprop steps with the orthogonal parameters at their own rate, probed at every
+    evaluation; every probed value finite and the rate recorded in the run's config."""
+    config = TrainConfig(
+        task="adding",
+        task_params={"length": 12},
+        cell=preset,
+        hidden_size=6,
+        optimizer="rmsprop",
+        orthogonal_lr=1e-4,
+        batch_size=8,
+        max_steps=6,
+        eval_every=3,
+        eval_batch_size=16,
+    )
+    probe = make_probe(ProbeConfig(batch_size=6, jacobian_batch_size=2, lyapunov_k=4))
+    result = train(config, [probe], progress=False)
+    assert result.status == "budget_exhausted" and result.config.to_dict()["orthogonal_lr"] == 1e-4
+    assert set(result.probes["phase"]) == {"init", "train", "final"}
+    assert np.isfinite(result.probes["value"]).all()
+    return result

@@ -20,10 +20,12 @@ from seqmem.train import train
 from tasks import CopyTask
 from tests.cell_checks import (
     HIDDEN,
+    PROBED,
     check_backward_by_hand,
     gradcheck_by_hand,
     spectral_norms_by_lag,
     trained,
+    trained_and_probed,
 )
 
 
@@ -147,20 +149,8 @@ def test_backward_by_hand_gradcheck():
 
 
 def test_trains_with_its_own_learning_rate_for_the_skew_matrix_and_is_probed():
-    config = TrainConfig(
-        task="copy",
-        task_params={"delay": 6, "n_copy": 2},
-        cell="exprnn",
-        hidden_size=8,
-        optimizer="rmsprop",
-        orthogonal_lr=1e-4,
-        batch_size=4,
-        max_steps=4,
-        eval_every=2,
-        eval_batch_size=8,
-    )
-    result = train(config, progress=False)
-    assert result.status == "budget_exhausted" and result.config.to_dict()["orthogonal_lr"] == 1e-4
+    result = trained_and_probed("exprnn")
+    assert set(result.probes["quantity"]) == PROBED | {"gradient_bound"}  # sup |modReLU'| = 1
     assert "cell.parametrizations.weight_hh.original" in result.state_dict
 
 

@@ -17,10 +17,12 @@ from seqmem.model import make_model
 from tasks import CopyTask
 from tests.cell_checks import (
     HIDDEN,
+    PROBED,
     check_backward_by_hand,
     gradcheck_by_hand,
     spectral_norms_by_lag,
     trained,
+    trained_and_probed,
 )
 
 
@@ -148,3 +150,9 @@ def test_backward_by_hand_equals_autograd_with_the_bias(dtype):
 
 def test_backward_by_hand_gradcheck():
     assert gradcheck_by_hand(COMPLEX_MODRELU, *by_hand_inputs(torch.float64))
+
+
+def test_trains_and_is_probed():
+    result = trained_and_probed("urnn")
+    assert set(result.probes["quantity"]) == PROBED  # no gradient bound: modReLU' is unbounded here
+    assert {"cell.phases", "cell.reflections", "cell.permutation"} <= set(result.state_dict)
