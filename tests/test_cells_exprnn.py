@@ -60,6 +60,16 @@ def test_weight_is_the_map_of_a_skew_matrix_and_orthogonal(orthogonal_map):
     torch.testing.assert_close(cell.weight_hh.T @ cell.weight_hh, identity, rtol=0, atol=1e-13)
 
 
+@pytest.mark.parametrize("return_states", [False, True], ids=["fast", "unrolled"])
+def test_weight_is_computed_once_per_forward_pass(return_states):
+    model = make_model("exprnn", CopyTask(delay=6, n_copy=2), 8)
+    calls = []
+    model.cell.parametrizations.weight_hh[0].register_forward_hook(lambda *_: calls.append(1))
+    outputs = model(torch.randn(3, 10, model.input_size), return_states=return_states)
+    (outputs[0] if return_states else outputs).sum().backward()
+    assert len(calls) == 1  # not once per step: the unroll caches it (parametrize.cached)
+
+
 @pytest.mark.parametrize("init", ["henaff", "cayley"])
 def test_initial_skew_matrix_is_2x2_blocks_with_the_schemes_angles(init):
     torch.manual_seed(1)
