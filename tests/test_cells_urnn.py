@@ -13,6 +13,7 @@ import torch
 
 from seqmem.cells import UnitaryRNNCell, make_cell
 from seqmem.cells.activations import COMPLEX_MODRELU
+from seqmem.cells.base import Transition
 from seqmem.model import make_model
 from tasks import CopyTask
 from tests.cell_checks import (
@@ -24,6 +25,7 @@ from tests.cell_checks import (
     trained,
     trained_and_probed,
 )
+from tests.test_cells_template import dense, jacrev_of_recur
 
 
 def dft_matrix(n):
@@ -156,3 +158,15 @@ def test_trains_and_is_probed():
     result = trained_and_probed("urnn")
     assert set(result.probes["quantity"]) == PROBED  # no gradient bound: modReLU' is unbounded here
     assert {"cell.phases", "cell.reflections", "cell.permutation"} <= set(result.state_dict)
+
+
+def test_step_jacobian_at_a_zero_pre_activation_is_autograds_zero():
+    # zero state and zero input: z = 0, where modReLU's output and its derivative are 0 (a
+    # positive bias must not turn on the 1 + b / |z| stretch there)
+    cell = make_cell("urnn", 3, 6).double()
+    with torch.no_grad():
+        cell.modrelu_bias.fill_(0.3)
+    x_proj, state = torch.zeros(2, 6, dtype=torch.float64), (torch.zeros(2, 6, dtype=torch.float64),)
+    step = Transition(x_proj, state, *cell.recur(x_proj, state))
+    assert not dense(cell.step_jacobian(step)).any()
+    assert not jacrev_of_recur(cell, x_proj, state).any()

@@ -136,7 +136,8 @@ class _ComplexModReLU(Activation):
         return x.clamp_min_(torch.finfo(x.dtype).tiny)
 
     def scale(self, pre: Tensor, bias: Tensor) -> Tensor:
-        """s = relu(|z| + b) / |z| per unit (0 where z = 0: it multiplies z), without autograd."""
+        """s = relu(|z| + b) / |z| per unit, without autograd (at z = 0 finite but meaningless: it
+        multiplies z = 0)."""
         modulus = self.positive(self.modulus(pre))
         return (modulus + bias).relu_().div_(modulus)
 

@@ -103,7 +103,8 @@ class UnitaryRNNCell(RecurrentCell):
     def step_jacobian(self, step: Transition, scale: Tensor | None = None) -> StepJacobian:
         """The closed form above (times ``scale``), from the pre-activation z recomputed."""
         pre = step.x_proj + self.unitary(step.state[0])
-        stretch = COMPLEX_MODRELU.scale(pre, self.modrelu_bias)  # s, 0 on inactive units
+        # s, 0 on inactive units (|z| + b <= 0, or z = 0, where autograd's derivative is 0 too)
+        stretch = COMPLEX_MODRELU.scale(pre, self.modrelu_bias) * (COMPLEX_MODRELU.modulus(pre) > 0)
         active = (stretch > 0).to(pre.dtype)
         u = COMPLEX_MODRELU.direction(pre)  # (B, 2, N)
         multiplier = per_sample(scale, pre)
