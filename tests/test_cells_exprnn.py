@@ -1,9 +1,8 @@
-"""The expRNN cell (seqmem/cells/exprnn.py) and the modReLU (seqmem/cells/activations.py) against
-their equations: W_hh = expm(A) or Cayley(A) of a skew A built here, orthogonality through
-training, the initialisations, the closed-form Jacobian products, the hand-written BPTT with the
-modReLU bias, and the copy task it exists to solve.  The shared template
-(tests/test_cells_template.py) checks its step Jacobian against jacrev and its fast path against
-its plain recurrence."""
+"""The expRNN cell (seqmem/cells/exprnn.py) against its equations: W_hh = expm(A) or Cayley(A) of a
+skew A built here, orthogonality through training, the initialisations, the closed-form Jacobian
+products, W_hh computed once per forward pass, and the copy task it exists to solve.  The shared
+template (tests/test_cells_template.py) checks its step Jacobian against jacrev and its fast path
+against its plain recurrence; tests/test_cells_activations.py the modReLU and the BPTT through it."""
 
 import math
 
@@ -12,7 +11,6 @@ import pytest
 import torch
 
 from seqmem.cells import ExpRNNCell, make_cell
-from seqmem.cells.activations import MODRELU
 from seqmem.cells.exprnn import skew_blocks
 from seqmem.config import TrainConfig
 from seqmem.model import make_model
@@ -21,8 +19,6 @@ from tasks import CopyTask
 from tests.cell_checks import (
     HIDDEN,
     PROBED,
-    check_backward_by_hand,
-    gradcheck_by_hand,
     spectral_norms_by_lag,
     trained,
     trained_and_probed,
@@ -33,16 +29,6 @@ def skew_of(cell):
     """A = L - L^T from the trained parameter's strictly lower triangle, built here."""
     lower = cell.parametrizations.weight_hh.original.detach().tril(-1)
     return lower - lower.T
-
-
-def test_modrelu_is_sign_times_relu_of_modulus_plus_bias():
-    z = torch.tensor([[-2.0, -0.3, 0.0, 0.2, 1.5]], dtype=torch.float64)
-    b = torch.tensor([0.5, 0.5, 0.5, -0.5, -2.0], dtype=torch.float64)
-    expected = np.sign(z.numpy()) * np.maximum(np.abs(z.numpy()) + b.numpy(), 0)  # [-2.5, -0.8, 0, 0, 0]
-    np.testing.assert_array_equal(MODRELU(z, b).numpy(), expected)
-    in_place = z.clone()
-    MODRELU.activate_(in_place, b)
-    np.testing.assert_array_equal(in_place.numpy(), expected)
 
 
 @pytest.mark.parametrize("orthogonal_map", ["matrix_exp", "cayley"])
@@ -136,26 +122,6 @@ def test_gradient_bound_is_one():
     bound = make_cell("exprnn", 3, 8).gradient_bound()
     assert (bound.nonlinearity, bound.derivative_bound) == ("modrelu", 1.0)
     assert bound.sigma_max == pytest.approx(1.0, abs=1e-6)
-
-
-def by_hand_inputs(dtype):
-    """Pre-activations kept away from modReLU's jump at 0 and its kink at |z| = -b: large inputs,
-    a small recurrent weight, a bias of both signs."""
-    generator = torch.Generator().manual_seed(3)
-    signs = torch.randint(0, 2, (7, 2, 4), generator=generator) * 2 - 1
-    projected = signs * (1.0 + torch.rand(7, 2, 4, generator=generator))
-    weight = 0.1 * torch.randn(4, 4, generator=generator)
-    bias = torch.tensor([0.3, -0.4, 0.05, -0.2])
-    return (t.to(dtype).requires_grad_() for t in (projected, weight, bias))
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_backward_by_hand_equals_autograd_with_the_bias(dtype):
-    check_backward_by_hand(MODRELU, *by_hand_inputs(dtype))
-
-
-def test_backward_by_hand_gradcheck():
-    assert gradcheck_by_hand(MODRELU, *by_hand_inputs(torch.float64))
 
 
 def test_trains_with_its_own_learning_rate_for_the_skew_matrix_and_is_probed():

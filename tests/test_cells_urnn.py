@@ -1,9 +1,9 @@
-"""The uRNN cell (seqmem/cells/urnn.py) and the complex modReLU (seqmem/cells/activations.py)
-against their equations: W = D3 R2 F^-1 D2 Pi R1 F D1 multiplied out densely here in numpy from the
-DFT matrix's closed form, unitarity through training, the paper's initialisation, Jacobian
-products of norm 1 with a silent nonlinearity, and the hand-written BPTT through the complex
-modReLU.  The shared template (tests/test_cells_template.py) checks its step Jacobian against
-jacrev and its fast path (W's dense form) against its plain recurrence (the FFT factors)."""
+"""The uRNN cell (seqmem/cells/urnn.py) against its equations: W = D3 R2 F^-1 D2 Pi R1 F D1
+multiplied out densely here in numpy from the DFT matrix's closed form, unitarity through training,
+the paper's initialisation, Jacobian products of norm 1 with a silent nonlinearity, the step
+Jacobian at z = 0.  The shared template (tests/test_cells_template.py) checks its step Jacobian
+against jacrev and its fast path (W's dense form) against its plain recurrence (the FFT factors);
+tests/test_cells_activations.py the complex modReLU and the BPTT through it."""
 
 import math
 
@@ -12,15 +12,12 @@ import pytest
 import torch
 
 from seqmem.cells import UnitaryRNNCell, make_cell
-from seqmem.cells.activations import COMPLEX_MODRELU
 from seqmem.cells.base import Transition
 from seqmem.model import make_model
 from tasks import CopyTask
 from tests.cell_checks import (
     HIDDEN,
     PROBED,
-    check_backward_by_hand,
-    gradcheck_by_hand,
     spectral_norms_by_lag,
     trained,
     trained_and_probed,
@@ -106,19 +103,6 @@ def test_stays_unitary_through_1000_float32_training_steps():
     assert (m - before.cell.weight_hh.detach()).abs().max() > 0.2  # it did move far
 
 
-def test_complex_modrelu_is_the_papers():
-    z = np.array([[0.6 + 0.8j, -3.0 + 4.0j, 0.0, 0.1 - 0.1j]])
-    b = np.array([0.5, -1.0, 0.3, -0.5])
-    modulus = np.abs(z)
-    expected = np.where(modulus + b >= 0, (modulus + b) * z / np.where(modulus > 0, modulus, 1), 0)
-    pre = torch.from_numpy(np.concatenate([z.real, z.imag], axis=1))
-    bias = torch.from_numpy(b)
-    in_place = pre.clone()
-    COMPLEX_MODRELU.activate_(in_place, bias)
-    for h in (COMPLEX_MODRELU(pre, bias), in_place):
-        np.testing.assert_allclose(h[:, :4].numpy() + 1j * h[:, 4:].numpy(), expected, atol=1e-15)
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_jacobian_products_have_norm_one_with_a_silent_nonlinearity(dtype):
     # b = 0 (the paper's initialisation): modReLU passes z through, every step Jacobian is W
@@ -132,26 +116,6 @@ def test_jacobian_products_change_norm_with_a_bias():
     with torch.no_grad():
         model.cell.modrelu_bias.fill_(-0.5)
     assert spectral_norms_by_lag(model)[-1] < 0.5
-
-
-def by_hand_inputs(dtype):
-    """Moduli of the pre-activations kept away from 0 and from -b (modReLU's kinks)."""
-    generator = torch.Generator().manual_seed(6)
-    angle = 2 * math.pi * torch.rand(7, 2, 3, generator=generator)
-    modulus = 1.0 + torch.rand(7, 2, 3, generator=generator)
-    projected = torch.cat([modulus * torch.cos(angle), modulus * torch.sin(angle)], dim=-1)
-    weight = 0.1 * torch.randn(6, 6, generator=generator)
-    bias = torch.tensor([0.3, -0.4, 0.05])
-    return (t.to(dtype).requires_grad_() for t in (projected, weight, bias))
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_backward_by_hand_equals_autograd_with_the_bias(dtype):
-    check_backward_by_hand(COMPLEX_MODRELU, *by_hand_inputs(dtype))
-
-
-def test_backward_by_hand_gradcheck():
-    assert gradcheck_by_hand(COMPLEX_MODRELU, *by_hand_inputs(torch.float64))
 
 
 def test_trains_and_is_probed():
