@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 import tasks
-from seqmem.cells import cell_names
+from seqmem.cells import cell_names, make_cell
 from tasks.base import Task, check_choice, check_fields, check_int
 
 __all__ = [
@@ -159,6 +159,12 @@ class TrainConfig:
                        this multiple of the task's memoryless baseline loss (as it has on a
                        NaN or infinite loss or gradient); None: only NaN/Inf count.  Part of
                        the run id only when it is not the default, 1e6.
+    orthogonal_lr      (since 0.3.0) the learning rate of the parameters that keep the cell's
+                       recurrent matrix orthogonal or unitary (``cell.orthogonal_parameters()``:
+                       the expRNN's skew-symmetric A, the uRNN's phases and reflections); the
+                       expRNN papers train them 10x slower than the rest.  None: ``lr``, like
+                       every other parameter.  Only for cells that have such parameters; part of
+                       the run id only when set.
     """
 
     task: str
@@ -180,6 +186,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     max_loss_ratio: float | None = later_field(1e6, since="0.2.0")
+    orthogonal_lr: float | None = later_field(None, since="0.3.0")
 
     def __post_init__(self) -> None:
         check_choice("task", self.task, tuple(tasks.task_names()))
@@ -212,6 +219,10 @@ class TrainConfig:
             numbers["max_loss_ratio"] = _check_number(
                 "max_loss_ratio", self.max_loss_ratio, "None or a finite number > 1", lambda v: v > 1
             )
+        if self.orthogonal_lr is not None:
+            numbers["orthogonal_lr"] = _check_number(
+                "orthogonal_lr", self.orthogonal_lr, "None or a finite number > 0", lambda v: v > 0
+            )
         for name, value in numbers.items():
             object.__setattr__(self, name, value)
         self._check_device()
@@ -221,7 +232,17 @@ class TrainConfig:
                 f"stopping={self.stopping!r} is invalid for task {self.task!r}: it needs a task with "
                 "a per-sequence criterion (sequence_correct), e.g. adding, multiplication, temporal_order"
             )
+        if self.orthogonal_lr is not None and not self._has_orthogonal_parameters(task):
+            raise ValueError(
+                f"orthogonal_lr={self.orthogonal_lr!r} is invalid for cell {self.cell!r}: it has no "
+                "orthogonal or unitary parameters (e.g. exprnn, urnn); leave it None"
+            )
         object.__setattr__(self, "task_params", TaskParams(task.params()))
+
+    def _has_orthogonal_parameters(self, task: Task) -> bool:
+        with torch.random.fork_rng(devices=[]):  # building draws weights: leave the caller's RNG alone
+            cell = make_cell(self.cell, task.input_size, self.hidden_size, memory_lag=task.memory_lag)
+        return bool(cell.orthogonal_parameters())
 
     def _check_device(self) -> None:
         # Only the spelling is checked here: a config may be written on a machine without the

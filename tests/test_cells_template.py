@@ -37,9 +37,10 @@ from seqmem.train import build_model, train
 from tasks import AddingTask
 
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-12}
-INPUT, HIDDEN = 3, 5
-# torch.nn has no LSTM without forget gate (tests/test_cells.py checks it against its equations)
-WITHOUT_TWIN = {"lstm_no_forget"}
+INPUT, HIDDEN = 3, 6  # even: the uRNN holds HIDDEN / 2 complex units
+# torch.nn has no LSTM without forget gate, expRNN or uRNN (their own tests check them against
+# their equations)
+WITHOUT_TWIN = {"lstm_no_forget", "exprnn", "urnn"}
 WITHOUT_FAST_PATH = {"lstm_no_forget"}
 
 
@@ -171,7 +172,9 @@ def test_fast_path_equals_the_plain_recurrence(preset, dtype, training):
         torch.autograd.grad((plain * weights).sum(), wrt),
         strict=True,
     ):
-        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+        # a gradient sums many terms, in a different order on each path (the uRNN's fast path even
+        # multiplies by W's dense form, its recur by the factors): rounding scales with its size
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol * max(1.0, b.abs().max().item()))
 
 
 # -- a toy cell: one class that writes only recur, one preset ---------------------------------------
