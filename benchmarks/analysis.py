@@ -129,8 +129,8 @@ def _run(quick: bool) -> pd.DataFrame:
         case = f"{cell} B={JACOBIAN_BATCH} T={LENGTH} H={HIDDEN}"
         times = medians(
             {
-                "spectral": lambda m=model: jacobian_norms_by_lag(m, small.inputs),
-                "products": lambda m=model: jacobian_norms_by_lag(m, small.inputs, spectral=False),
+                "spectral": lambda m=model: jacobian_norms_by_lag(m, small, task),
+                "products": lambda m=model: jacobian_norms_by_lag(m, small, task, spectral=False),
                 "training": _training_pass(model, task, small),
                 "training_probe": _training_pass(model, task, batch),
             },

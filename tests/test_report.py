@@ -23,6 +23,8 @@ from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from scipy import stats
 
+from seqmem import results
+from seqmem.analysis import PROBE_COLUMNS, upgrade_probe_rows
 from seqmem.config import TrainConfig
 from seqmem.report import conditions, fit_figures, gradient_figures, html, ticks, training_figures
 from seqmem.report.style import CELL_ORDER, PALETTE, cell_color
@@ -75,7 +77,8 @@ def config(cell: str, length: int, seed: int) -> dict:
     }
 
 
-def probe_rows(cell: str, length: int, seed: int) -> list[dict]:
+def probe_rows(cell: str, length: int, seed: int) -> pd.DataFrame:
+    """A run's probe rows in the scheme of seqmem.analysis.COLUMNS (columns left out are missing)."""
     rows = []
     lags = np.arange(length)
     for phase, step in PHASE_STEPS:
@@ -123,17 +126,15 @@ def probe_rows(cell: str, length: int, seed: int) -> list[dict]:
                     for stat, v in GATE_F.items()
                 ]
         if cell == "rnn" and phase in BOUND:
-            rows.append(
-                {
-                    **base,
-                    "quantity": "gradient_bound",
-                    "t": -1,
-                    "lag": -1,
-                    "stat": "mean",
-                    "value": BOUND[phase],
-                }
-            )
-    return rows
+            rows.append({**base, "quantity": "gradient_bound", "value": BOUND[phase]})
+    return (
+        pd.DataFrame(rows)
+        .reindex(columns=PROBE_COLUMNS)
+        .astype(
+            {"phase": "str", "quantity": "str", "stat": "str", "t": "Int64", "lag": "Int64", "k": "Int64"}
+            | {"sample": "Int64", "n": "Int64"}
+        )
+    )
 
 
 def make_frames(cells=CELLS, lengths=LENGTHS):
@@ -180,7 +181,7 @@ def make_frames(cells=CELLS, lengths=LENGTHS):
                         }
                     )
                 )
-                analysis.append(pd.DataFrame(probe_rows(cell, length, seed)).assign(run_id=rid, **cfg))
+                analysis.append(probe_rows(cell, length, seed).assign(run_id=rid, **cfg))
     if "gru" in cells:  # a run that raised: in runs only, counted as failed, never as unsolved
         runs.append(
             {
@@ -875,3 +876,32 @@ def test_render_report_from_a_study_folder(tmp_path):
     page = check_report(index, FIGURE_KEYS)
     assert "<h1>seqmem study: tiny</h1>" in page and "Not drawn" not in page
     assert "adding, length=40" in page and "budget_exhausted" in page and "failed" in page  # run counts
+
+
+def as_0_1_0(analysis: pd.DataFrame) -> pd.DataFrame:
+    """Probe rows in the layout seqmem 0.1.0 wrote: -1 for a missing step or lag, the stat
+    'mean' on the gradient bound, no k, sample or n column."""
+    old = analysis.drop(columns=["k", "sample", "n"])
+    old["stat"] = old["stat"].fillna("mean")
+    return (
+        old.astype({"t": "Int64", "lag": "Int64"})
+        .fillna({"t": -1, "lag": -1})
+        .astype({"t": "int64", "lag": "int64"})
+    )
+
+
+def test_render_report_reads_a_study_written_by_seqmem_0_1_0(tmp_path):
+    frames = make_frames(cells=("rnn", "lstm"), lengths=(20, 40))
+    old = types.SimpleNamespace(runs=frames.runs, metrics=frames.metrics, analysis=as_0_1_0(frames.analysis))
+    assert (old.analysis["t"] == -1).any() and "k" not in old.analysis
+    new_study, old_study = write_study(tmp_path / "new", frames), write_study(tmp_path / "old", old)
+    page = check_report(html.render_report(old_study), FIGURE_KEYS)
+    assert "Not drawn" not in page
+    old_frames, new_frames = results.load_study(old_study), results.load_study(new_study)
+    pd.testing.assert_frame_equal(html.summary_table(old_frames), html.summary_table(new_frames))
+    fits = [
+        fit_figures.decay_fits(conditions.add_conditions(upgrade_probe_rows(f.analysis), f.runs))
+        for f in (old_frames, new_frames)
+    ]
+    pd.testing.assert_frame_equal(*fits)
+    assert fits[0].loc[fits[0]["cell"] == "rnn", "gradient_bound"].notna().all()  # from 0.1.0's t = -1 rows

@@ -47,7 +47,7 @@ def _bound_curves(analysis: pd.DataFrame, grad: pd.DataFrame) -> pd.DataFrame:
     per_step = bound.groupby(keys, as_index=False)["value"].first().rename(columns={"value": "b"})
     g0 = grad[grad["lag"] == 0].groupby(keys, as_index=False)["value"].mean().rename(columns={"value": "g0"})
     curves = grad[keys + ["cell", "lag"]].merge(per_step, on=keys).merge(g0, on=keys)
-    log_bound = np.log10(curves["g0"]) + curves["lag"] * np.log10(curves["b"])
+    log_bound = np.log10(curves["g0"]) + curves["lag"].astype(float) * np.log10(curves["b"])
     return curves.assign(log10=log_bound)[["run_id", "phase", "cell", "lag", "log10"]]
 
 
@@ -59,7 +59,7 @@ def gradient_decay(analysis: pd.DataFrame) -> Figure | None:
     in the cell's colour.  Returns None without ``grad_norm`` rows at init or final.
     """
     grad = probe_rows(analysis, "grad_norm")
-    grad = with_log10(grad[grad["lag"] >= 0]) if not grad.empty else grad
+    grad = with_log10(grad) if not grad.empty else grad
     phases = phases_present(grad) if not grad.empty else []
     if not phases:
         return None
@@ -109,7 +109,7 @@ def gradient_heatmap(analysis: pd.DataFrame) -> Figure | None:
     grad = probe_rows(analysis, "grad_norm")
     if grad.empty or "step" not in grad:
         return None
-    grad = with_log10(grad[grad["lag"] >= 0])
+    grad = with_log10(grad)
     if grad.empty:
         return None
     facets = facets_of(grad)
@@ -159,9 +159,9 @@ def _cell_path(analysis: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]
     ):
         cell_rows = probe_rows(analysis, cell_q)
         if not cell_rows.empty:
-            cell_rows = with_log10(cell_rows[cell_rows["lag"] >= 0])
+            cell_rows = with_log10(cell_rows)
             hidden = probe_rows(analysis, hidden_q)
-            hidden = with_log10(hidden[hidden["lag"] >= 0]) if not hidden.empty else hidden
+            hidden = with_log10(hidden) if not hidden.empty else hidden
             return cell_rows, hidden[hidden["cell"].isin(cell_rows["cell"])], what
     empty = analysis.iloc[0:0]
     return empty, empty, ""
@@ -192,7 +192,6 @@ def lstm_internals(analysis: pd.DataFrame) -> Figure | None:
         return None
     cells = cell_order(everything["cell"])
     quantiles = analysis[(analysis["quantity"] == "gate_f") & analysis["stat"].isin(["q10", "q90"])]
-    gate_x = "lag" if not gate.empty and (gate["lag"] >= 0).any() else "t"
     panels = [(condition, kind) for condition, _rows in facets_of(everything) for kind in kinds]
     fig, axes = new_figure(len(panels), len(phases), panel=(4.6, 3.0))
     for row, (condition, kind) in enumerate(panels):
@@ -202,7 +201,7 @@ def lstm_internals(analysis: pd.DataFrame) -> Figure | None:
             if kind == "gate":
                 q = _select(quantiles, condition, phase)
                 for cell in cell_order(q["cell"]):  # the q10–q90 band is precomputed by the probe
-                    spread = q[q["cell"] == cell].pivot_table(index=gate_x, columns="stat", values="value")
+                    spread = q[q["cell"] == cell].pivot_table(index="lag", columns="stat", values="value")
                     if {"q10", "q90"} <= set(spread.columns):
                         ax.fill_between(
                             spread.index,
@@ -212,10 +211,10 @@ def lstm_internals(analysis: pd.DataFrame) -> Figure | None:
                             alpha=0.2,
                             linewidth=0,
                         )
-                seed_lines(ax, _select(gate, condition, phase), gate_x, cells, y="value", errorbar=None)
+                seed_lines(ax, _select(gate, condition, phase), "lag", cells, y="value", errorbar=None)
                 ax.set_ylim(-0.02, 1.02)
                 ax.set_ylabel("forget gate f_t (median, q10–q90)" if col == 0 else "")
-                ax.set_xlabel("lag k (steps)" if gate_x == "lag" else "time step t")
+                ax.set_xlabel("lag k (steps)")
             else:
                 seed_lines(ax, _select(cell_path, condition, phase), "lag", cells)
                 seed_lines(ax, _select(hidden_path, condition, phase), "lag", cells, linestyle="--")

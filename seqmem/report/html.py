@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from seqmem.analysis.scheme import upgrade_probe_rows
 from seqmem.io import atomic_write
 from seqmem.report.conditions import add_conditions, config_columns, format_value
 from seqmem.report.fit_figures import decay_fits, memory_horizon
@@ -134,7 +135,7 @@ def summary_table(frames: StudyFramesLike, fits: pd.DataFrame | None = None) -> 
     """
     runs = _frame(frames, "runs")
     if fits is None:
-        fits = _fits_or_none(add_conditions(_frame(frames, "analysis"), runs))
+        fits = _fits_or_none(add_conditions(upgrade_probe_rows(_frame(frames, "analysis")), runs))
     return _summary(runs, fits)
 
 
@@ -290,7 +291,7 @@ def write_report(frames: StudyFramesLike, study_info: dict[str, Any], out_dir: s
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = _frame(frames, "runs")
     metrics = add_conditions(_frame(frames, "metrics"), runs)
-    analysis = add_conditions(_frame(frames, "analysis"), runs)
+    analysis = add_conditions(upgrade_probe_rows(_frame(frames, "analysis")), runs)
     runs = add_conditions(runs, runs)
     fits = _fits_or_none(analysis)
     name = str(study_info.get("name", out_dir.parent.name))
