@@ -10,6 +10,7 @@ from analysis_checks import double
 from seqmem.analysis import (
     COLUMNS,
     PROBE_COLUMNS,
+    connectivity,
     forget_product_by_lag,
     gate_statistics,
     gradient_norms_by_lag,
@@ -21,7 +22,7 @@ from seqmem.analysis import (
 )
 from seqmem.analysis.common import prefix
 from seqmem.analysis.scheme import COLUMN_TYPES
-from seqmem.config import PROBE_QUANTITIES, ProbeConfig, TrainConfig
+from seqmem.config import DEFAULT_PROBE_QUANTITIES, PROBE_QUANTITIES, ProbeConfig, TrainConfig
 from seqmem.train import ProbeContext, build_model, train
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
@@ -85,6 +86,7 @@ def functions(quick):
         "gradient_bound": lambda m, batch, small, task: (
             rnn_gradient_bound(m) if m.cell.gradient_bound() is not None else None
         ),
+        "connectivity": lambda m, batch, small, task: connectivity(m, small, task),
     }
 
 
@@ -105,6 +107,11 @@ def test_rows_are_exactly_the_analysis_functions_frames(cell, quantity):
         return
     assert set(probe["phase"]) == {"init"} and set(probe["step"]) == {0}
     pd.testing.assert_frame_equal(probe[list(COLUMNS)], expected)
+
+
+def test_default_quantities_leave_out_the_costly_connectivity():
+    assert "connectivity" in PROBE_QUANTITIES and "connectivity" not in ProbeConfig().quantities
+    assert ProbeConfig().quantities == DEFAULT_PROBE_QUANTITIES
 
 
 def test_probe_leaves_the_model_alone():

@@ -12,6 +12,8 @@ same rows while a model trains.
   dh_T/dh_t, dc_T/dc_t (and their singular values) and Lyapunov exponents.
 - ``gate_statistics``, ``forget_product_by_lag`` (gates.py): gate activations by lag, and the
   forget-gate product along the LSTM's cell-state path.
+- ``connectivity`` (outputs.py): Madsen's (2019) ||dy_t'/dx_t|| for every output step t'
+  and input step t.
 - ``fit_decay`` (fits.py): decay factor, half-life, memory horizon of one quantity's rows, with
   confidence intervals over seeds; ``rnn_gradient_bound``: the Pascanu et al. (2013) bound, a
   property of the weights (it takes the model only).
@@ -23,6 +25,7 @@ from seqmem.analysis.fits import fit_decay, rnn_gradient_bound
 from seqmem.analysis.gates import forget_product_by_lag, gate_statistics
 from seqmem.analysis.gradients import gradient_norms_by_lag, input_saliency_by_step
 from seqmem.analysis.jacobians import jacobian_norms_by_lag, lyapunov_spectrum
+from seqmem.analysis.outputs import connectivity
 from seqmem.analysis.probe import make_probe
 from seqmem.analysis.scheme import COLUMNS, PROBE_COLUMNS, upgrade_probe_rows
 
@@ -35,6 +38,7 @@ __all__ = [
     "lyapunov_spectrum",
     "gate_statistics",
     "forget_product_by_lag",
+    "connectivity",
     "fit_decay",
     "rnn_gradient_bound",
     "make_probe",

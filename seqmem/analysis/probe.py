@@ -16,6 +16,7 @@ comparable across steps).  Its rows are exactly the analysis functions' frames, 
     lyapunov              lyapunov_spectrum (jacobian_batch)      lyapunov
     gradient_bound        rnn_gradient_bound (RNN cells only)     sigma_max, derivative_bound,
                                                                   gradient_bound
+    connectivity          connectivity (jacobian_batch)           connectivity
 
 Quantities a cell does not have (a cell state, gates, a forget gate, a gradient bound) are
 left out, not faked.
@@ -33,6 +34,7 @@ from seqmem.analysis.fits import rnn_gradient_bound
 from seqmem.analysis.gates import forget_product_by_lag, gate_statistics
 from seqmem.analysis.gradients import lag_gradient_norms
 from seqmem.analysis.jacobians import jacobian_norms_by_lag, lyapunov_spectrum
+from seqmem.analysis.outputs import connectivity
 from seqmem.analysis.scheme import COLUMN_TYPES, PROBE_COLUMNS, tidy
 from seqmem.config import PROBE_DTYPES, ProbeConfig
 
@@ -75,6 +77,8 @@ def _measure(config: ProbeConfig, ctx: ProbeContext) -> list[pd.DataFrame]:
         parts.append(lyapunov_spectrum(model, small, task, k))
     if "gradient_bound" in wanted and model.cell.gradient_bound() is not None:
         parts.append(rnn_gradient_bound(model))
+    if "connectivity" in wanted:
+        parts.append(connectivity(model, small, task))
     return parts
 
 

@@ -17,8 +17,8 @@ sentinel value:
                        exponents, gradient bound)
     lag       Int64    how many steps t lies before the step the quantity looks back from:
                        the reference step (gradients of the loss), each sequence's last step
-                       (Jacobian products, gates, forget-gate products); missing where none
-                       applies
+                       (Jacobian products, gates, forget-gate products) or the output step
+                       (connectivity: output step = t + lag); missing where none applies
     k         Int64    the index of a Lyapunov exponent or of a singular value (0 = largest)
     sample    Int64    the sequence within the batch, on per-sample rows
     n         Int64    how many numbers the statistic summarises: sequences (that reach that
