@@ -27,7 +27,7 @@ from seqmem import results
 from seqmem.analysis import PROBE_COLUMNS, upgrade_probe_rows
 from seqmem.config import TrainConfig
 from seqmem.report import conditions, fit_figures, gradient_figures, html, ticks, training_figures
-from seqmem.report.style import CELL_ORDER, PALETTE, cell_color
+from seqmem.report.style import CELL_ORDER, PALETTE, PHASE_LABELS, cell_color
 
 CELLS = ("rnn", "lstm", "gru")
 LENGTHS = (30, 120)  # 120 sorts before 30 as text: conditions must be ordered numerically
@@ -127,13 +127,45 @@ def probe_rows(cell: str, length: int, seed: int) -> pd.DataFrame:
                 ]
         if cell == "rnn" and phase in BOUND:
             rows.append({**base, "quantity": "gradient_bound", "value": BOUND[phase]})
-    return (
-        pd.DataFrame(rows)
-        .reindex(columns=PROBE_COLUMNS)
-        .astype(
-            {"phase": "str", "quantity": "str", "stat": "str", "t": "Int64", "lag": "Int64", "k": "Int64"}
-            | {"sample": "Int64", "n": "Int64"}
-        )
+    frame = pd.DataFrame(rows)
+    if length <= CONNECTIVITY_LENGTH:
+        frame = pd.concat([frame, connectivity_rows(cell, length, seed)], ignore_index=True)
+    return frame.reindex(columns=PROBE_COLUMNS).astype(
+        {"phase": "str", "quantity": "str", "stat": "str", "t": "Int64", "lag": "Int64", "k": "Int64"}
+        | {"sample": "Int64", "n": "Int64"}
+    )
+
+
+# Connectivity rows only for the short sequences: a heatmap of 120 x 120 steps adds nothing here.
+CONNECTIVITY_LENGTH = 40
+
+
+def connectivity_value(cell: str, phase: str, seed: int, t: np.ndarray, lag: np.ndarray, length: int):
+    """Fades with the lag and (more slowly) with the input step, so a transposed heatmap is caught."""
+    return seed_factor(seed) * DECAY[cell, phase] ** lag * 2.0 ** (-t / length)
+
+
+def connectivity_rows(cell: str, length: int, seed: int) -> pd.DataFrame:
+    output, t = np.tril_indices(length)  # every input step t <= output step
+    lag = output - t
+    return pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "step": step,
+                    "sequences_seen": 32 * step,
+                    "phase": phase,
+                    "quantity": "connectivity",
+                    "t": t,
+                    "lag": lag,
+                    "stat": "mean",
+                    "value": connectivity_value(cell, phase, seed, t, lag, length),
+                }
+            )
+            for phase, step in PHASE_STEPS
+            if phase != "train"
+        ],
+        ignore_index=True,
     )
 
 
@@ -683,6 +715,51 @@ def test_lstm_internals_is_none_without_lstm_runs(frames):
     assert gradient_figures.lstm_internals(frames.analysis[frames.analysis["cell"] != "lstm"]) is None
 
 
+@pytest.fixture(scope="module")
+def connectivity_fig(frames):
+    return gradient_figures.connectivity_heatmap(frames.analysis)
+
+
+def test_connectivity_heatmap_has_a_panel_per_cell_and_phase_on_one_robust_scale(frames, connectivity_fig):
+    axes = data_axes(connectivity_fig)
+    assert len(axes) == 2 * len(CELLS)  # (init, final) of the one condition with connectivity rows
+    meshes = [ax.collections[0] for ax in axes]
+    assert all(isinstance(m, QuadMesh) for m in meshes)
+    rows = frames.analysis[frames.analysis["quantity"] == "connectivity"]
+    assert set(rows["length"]) == {LENGTHS[0]}
+    per_cell = rows.assign(log=np.log10(rows["value"])).groupby(["cell", "phase", "t", "lag"])["log"].mean()
+    expected = tuple(np.percentile(per_cell, [2, 98]))
+    assert len({(m.norm.vmin, m.norm.vmax) for m in meshes}) == 1
+    assert (meshes[0].norm.vmin, meshes[0].norm.vmax) == pytest.approx(expected, abs=1e-12)
+    (colorbar,) = [ax for ax in connectivity_fig.axes if ax.get_label() == "<colorbar>"]
+    assert_log10_axis(colorbar.yaxis)
+    assert "log scale" in colorbar.get_ylabel()
+
+
+@pytest.mark.parametrize(("cell", "phase", "row"), [("rnn", "init", 0), ("lstm", "final", 1)])
+def test_connectivity_heatmap_is_the_geometric_mean_over_seeds_by_output_and_input_step(
+    connectivity_fig, cell, phase, row
+):
+    axes = data_axes(connectivity_fig)
+    ax = axes[row * len(CELLS) + CELLS.index(cell)]
+    assert ax.get_title().startswith(cell) and PHASE_LABELS[phase] in ax.get_title()
+    length = LENGTHS[0]
+    grid = np.ma.filled(ax.collections[0].get_array(), np.nan).reshape(length, length)  # rows t', columns t
+    output, t = np.indices((length, length))
+    # the seeds' log offsets average to 0: the geometric mean is the seed-free value
+    expected = np.log10(connectivity_value(cell, phase, 0, t, output - t, length)) - SEED_LOG_OFFSET[0]
+    below = t <= output
+    np.testing.assert_allclose(grid[below], expected[below], atol=1e-12)
+    assert np.isnan(grid[~below]).all()  # inputs after the output: blank
+
+
+def test_connectivity_heatmap_is_none_with_only_training_phase_probes(frames):
+    rows = frames.analysis[
+        (frames.analysis["quantity"] != "connectivity") | (frames.analysis["phase"] == "train")
+    ]
+    assert gradient_figures.connectivity_heatmap(rows) is None
+
+
 @pytest.mark.parametrize(
     ("low", "high", "plain", "expected"),
     [
@@ -718,6 +795,7 @@ EMPTY = pd.DataFrame({"run_id": []})  # what load_study returns for a study with
         training_figures.success_vs_difficulty,
         fit_figures.memory_horizon,
         gradient_figures.lstm_internals,
+        gradient_figures.connectivity_heatmap,
     ],
 )
 def test_every_figure_returns_none_without_data(draw):
@@ -817,7 +895,7 @@ def test_write_report_notes_missing_figures_instead_of_failing(tmp_path, monkeyp
     messages = [str(w.message) for w in warned]
     assert any("gradient_heatmap failed" in m for m in messages)
     assert any("decay fits skipped" in m for m in messages)
-    page = check_report(index, ["gradient_decay", "learning_curves"])
+    page = check_report(index, ["gradient_decay", "learning_curves", "connectivity"])
     # heatmap: broken; success: no varying parameter; horizon: no fits; internals: no LSTM
     for key in ("gradient_heatmap", "success_vs_difficulty", "memory_horizon", "lstm_internals"):
         assert not (tmp_path / f"{key}.png").exists()

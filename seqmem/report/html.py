@@ -27,7 +27,12 @@ from seqmem.analysis.scheme import upgrade_probe_rows
 from seqmem.io import atomic_write
 from seqmem.report.conditions import add_conditions, config_columns, format_value
 from seqmem.report.fit_figures import decay_fits, memory_horizon
-from seqmem.report.gradient_figures import gradient_decay, gradient_heatmap, lstm_internals
+from seqmem.report.gradient_figures import (
+    connectivity_heatmap,
+    gradient_decay,
+    gradient_heatmap,
+    lstm_internals,
+)
 from seqmem.report.literature import literature_section
 from seqmem.report.style import cell_color, cell_order
 from seqmem.report.tables import html_table
@@ -111,6 +116,16 @@ _FIGURES = (
         "hidden-state path (dashed) for the cells that have a cell state.",
         "LSTM runs with gate_f or cell-path probe rows",
         lambda runs, metrics, analysis, fits: lstm_internals(analysis),
+    ),
+    FigureSpec(
+        "connectivity",
+        "7. Connectivity of outputs to earlier inputs",
+        "Norm of the Jacobian of the output at step t′ with respect to the input at step t (Madsen 2019), "
+        "output step (rows) × input step (columns), at initialisation and after training: the fainter "
+        "far from the diagonal, the sooner the cell forgets. Batch mean, geometric mean over seeds; "
+        "one colour scale from the 2nd to the 98th percentile.",
+        "connectivity probe rows: add 'connectivity' to the study's ProbeConfig quantities",
+        lambda runs, metrics, analysis, fits: connectivity_heatmap(analysis),
     ),
 )
 
