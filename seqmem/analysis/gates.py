@@ -41,12 +41,12 @@ def gate_statistics(model: SequenceModel, batch: Batch, task: Task) -> pd.DataFr
     lag (``seqmem.analysis.COLUMNS``).  No rows for cells without gates (RNN).
     """
     gates, last = _run(model, batch, task)
+    lags, t, valid, median_t = lag_grid(last.cpu().numpy(), int(last.max()) + 1)
+    at = torch.arange(len(last))[:, None], torch.as_tensor(t).clamp_min(0)  # sample b's step at each lag
     parts = []
     for gate in (name for name in SIGMOID_GATES if name in gates):
-        values = gates[gate].double().cpu()  # (B, L, H)
-        lags, t, valid, median_t = lag_grid(last.cpu().numpy(), values.shape[1])
         # (lags, B*H): sample b's units at its step t[b, lag], NaN where it has none
-        grid = values[torch.arange(len(values))[:, None], torch.as_tensor(t).clamp_min(0)].transpose(0, 1)
+        grid = gates[gate].double().cpu()[at].transpose(0, 1)
         mask = torch.as_tensor(valid.T)[..., None].expand_as(grid).reshape(len(lags), -1)
         grid = grid.reshape(len(lags), -1).masked_fill(~mask, torch.nan)
         # torch's reductions, as the gates were always summarised (nanmean/nanquantile equal
