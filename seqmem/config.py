@@ -36,6 +36,7 @@ __all__ = [
     "OPTIMIZERS",
     "STOPPING_RULES",
     "DEVICE_TYPES",
+    "DEFAULT_PROBE_QUANTITIES",
     "PROBE_QUANTITIES",
     "PROBE_DTYPES",
     "REFERENCES",
@@ -51,8 +52,9 @@ __all__ = [
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 STOPPING_RULES = ("eval", "hochreiter1997")
 DEVICE_TYPES = ("cpu", "cuda", "mps")
-# what a ProbeConfig can ask for; 'jacobian' is the family of Jacobian-product norms
-PROBE_QUANTITIES = (
+# what a ProbeConfig records by default; 'jacobian' is the family of Jacobian-product norms.
+# Never change it: the default is part of every run id (see identity_dict).
+DEFAULT_PROBE_QUANTITIES = (
     "grad_norm",
     "input_saliency",
     "jacobian",
@@ -61,6 +63,8 @@ PROBE_QUANTITIES = (
     "lyapunov",
     "gradient_bound",
 )
+# what a ProbeConfig can ask for: the default ones and the costly connectivity heatmap
+PROBE_QUANTITIES = (*DEFAULT_PROBE_QUANTITIES, "connectivity")
 PROBE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # the step from which gradients are measured: the task's reference step, or the full loss
 REFERENCES = ("last", "all")
@@ -304,18 +308,20 @@ class TrainConfig:
 class ProbeConfig:
     """What the probe (``seqmem.analysis.make_probe``) records, when, and on how much data.
 
-    quantities           a subset of PROBE_QUANTITIES ('grad_norm' includes cell_grad_norm)
+    quantities           a subset of PROBE_QUANTITIES ('grad_norm' includes cell_grad_norm);
+                         by default all but 'connectivity' (L^2/2 backward steps per output)
     every_n_evals        probe every n-th evaluation during training (0: only at 'init' and
                          'final', which are always probed)
     batch_size           sequences of the held-out batch (its first ones) for gradients and gates
-    jacobian_batch_size  sequences for the Jacobian products and the Lyapunov spectrum (costly)
+    jacobian_batch_size  sequences for the Jacobian products, forget-gate products, the Lyapunov
+                         spectrum and the connectivity (costly)
     lyapunov_k           leading exponents to compute (capped at the state size)
     reference            'last' (the task's reference step) or 'all' (the full loss)
     dtype                'float64' (default: follows the decay far past float32's underflow) or
                          'float32' (what training sees)
     """
 
-    quantities: tuple[str, ...] = PROBE_QUANTITIES
+    quantities: tuple[str, ...] = DEFAULT_PROBE_QUANTITIES
     every_n_evals: int = 1
     batch_size: int = 64
     jacobian_batch_size: int = 8
