@@ -29,13 +29,14 @@ from typing import Any
 import torch
 
 import tasks
-from seqmem.cells import cell_names
+from seqmem.cells import cell_names, make_cell
 from tasks.base import Task, check_choice, check_fields, check_int, plain_number, plain_numbers
 
 __all__ = [
     "OPTIMIZERS",
     "STOPPING_RULES",
     "DEVICE_TYPES",
+    "DEFAULT_PROBE_QUANTITIES",
     "PROBE_QUANTITIES",
     "PROBE_DTYPES",
     "REFERENCES",
@@ -51,8 +52,9 @@ __all__ = [
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
 STOPPING_RULES = ("eval", "hochreiter1997")
 DEVICE_TYPES = ("cpu", "cuda", "mps")
-# what a ProbeConfig can ask for; 'jacobian' is the family of Jacobian-product norms
-PROBE_QUANTITIES = (
+# what a ProbeConfig records by default; 'jacobian' is the family of Jacobian-product norms.
+# Never change it: the default is part of every run id (see identity_dict).
+DEFAULT_PROBE_QUANTITIES = (
     "grad_norm",
     "input_saliency",
     "jacobian",
@@ -61,6 +63,8 @@ PROBE_QUANTITIES = (
     "lyapunov",
     "gradient_bound",
 )
+# what a ProbeConfig can ask for: the default ones and the costly connectivity heatmap
+PROBE_QUANTITIES = (*DEFAULT_PROBE_QUANTITIES, "connectivity")
 PROBE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # the step from which gradients are measured: the task's reference step, or the full loss
 REFERENCES = ("last", "all")
@@ -159,6 +163,12 @@ class TrainConfig:
                        this multiple of the task's memoryless baseline loss (as it has on a
                        NaN or infinite loss or gradient); None: only NaN/Inf count.  Part of
                        the run id only when it is not the default, 1e6.
+    orthogonal_lr      (since 0.3.0) the learning rate of the parameters that keep the cell's
+                       recurrent matrix orthogonal or unitary (``cell.orthogonal_parameters()``:
+                       the expRNN's skew-symmetric A, the uRNN's phases and reflections); the
+                       expRNN papers train them 10x slower than the rest.  None: ``lr``, like
+                       every other parameter.  Only for cells that have such parameters; part of
+                       the run id only when set.
     """
 
     task: str
@@ -180,6 +190,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     max_loss_ratio: float | None = later_field(1e6, since="0.2.0")
+    orthogonal_lr: float | None = later_field(None, since="0.3.0")
 
     def __post_init__(self) -> None:
         plain_numbers(self)
@@ -213,6 +224,10 @@ class TrainConfig:
             numbers["max_loss_ratio"] = _check_number(
                 "max_loss_ratio", self.max_loss_ratio, "None or a finite number > 1", lambda v: v > 1
             )
+        if self.orthogonal_lr is not None:
+            numbers["orthogonal_lr"] = _check_number(
+                "orthogonal_lr", self.orthogonal_lr, "None or a finite number > 0", lambda v: v > 0
+            )
         for name, value in numbers.items():
             object.__setattr__(self, name, value)
         self._check_device()
@@ -222,7 +237,17 @@ class TrainConfig:
                 f"stopping={self.stopping!r} is invalid for task {self.task!r}: it needs a task with "
                 "a per-sequence criterion (sequence_correct), e.g. adding, multiplication, temporal_order"
             )
+        if self.orthogonal_lr is not None and not self._has_orthogonal_parameters(task):
+            raise ValueError(
+                f"orthogonal_lr={self.orthogonal_lr!r} is invalid for cell {self.cell!r}: it has no "
+                "orthogonal or unitary parameters (e.g. exprnn, urnn); leave it None"
+            )
         object.__setattr__(self, "task_params", TaskParams(task.params()))
+
+    def _has_orthogonal_parameters(self, task: Task) -> bool:
+        with torch.random.fork_rng(devices=[]):  # building draws weights: leave the caller's RNG alone
+            cell = make_cell(self.cell, task.input_size, self.hidden_size, memory_lag=task.memory_lag)
+        return bool(cell.orthogonal_parameters())
 
     def _check_device(self) -> None:
         # Only the spelling is checked here: a config may be written on a machine without the
@@ -284,18 +309,20 @@ class TrainConfig:
 class ProbeConfig:
     """What the probe (``seqmem.analysis.make_probe``) records, when, and on how much data.
 
-    quantities           a subset of PROBE_QUANTITIES ('grad_norm' includes cell_grad_norm)
+    quantities           a subset of PROBE_QUANTITIES ('grad_norm' includes cell_grad_norm);
+                         by default all but 'connectivity' (L^2/2 backward steps per output)
     every_n_evals        probe every n-th evaluation during training (0: only at 'init' and
                          'final', which are always probed)
     batch_size           sequences of the held-out batch (its first ones) for gradients and gates
-    jacobian_batch_size  sequences for the Jacobian products and the Lyapunov spectrum (costly)
+    jacobian_batch_size  sequences for the Jacobian products, forget-gate products, the Lyapunov
+                         spectrum and the connectivity (costly)
     lyapunov_k           leading exponents to compute (capped at the state size)
     reference            'last' (the task's reference step) or 'all' (the full loss)
     dtype                'float64' (default: follows the decay far past float32's underflow) or
                          'float32' (what training sees)
     """
 
-    quantities: tuple[str, ...] = PROBE_QUANTITIES
+    quantities: tuple[str, ...] = DEFAULT_PROBE_QUANTITIES
     every_n_evals: int = 1
     batch_size: int = 64
     jacobian_batch_size: int = 8

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from seqmem.cells import RecurrentCell, make_cell
 from tasks.base import Task
@@ -76,10 +77,11 @@ class SequenceModel(nn.Module):
         cell = self.cell
         state = cell.initial_state(inputs.shape[0], device=inputs.device, dtype=inputs.dtype)
         states, gates = [], []
-        for x_proj in cell.project_input(inputs).unbind(dim=1):
-            state, step_gates = cell.recur(x_proj, state)
-            states.append(state)
-            gates.append(step_gates)
+        with parametrize.cached():  # a parametrised W_hh (the expRNN's) is computed once, not per step
+            for x_proj in cell.project_input(inputs).unbind(dim=1):
+                state, step_gates = cell.recur(x_proj, state)
+                states.append(state)
+                gates.append(step_gates)
         blocks = {name: [s[k] for s in states] for k, name in enumerate(cell.state_names)}
         stacked = {name: torch.stack([g[name] for g in gates], dim=1) for name in cell.gate_names}
         return UnrolledStates(blocks, stacked)

@@ -133,12 +133,19 @@ def build_model(config: TrainConfig) -> SequenceModel:
         return make_model(config.cell, config.make_task(), config.hidden_size)
 
 
-def make_optimizer(config: TrainConfig, parameters: Sequence[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def make_optimizer(config: TrainConfig, model: SequenceModel) -> torch.optim.Optimizer:
+    """``config.optimizer`` over ``model``'s parameters at ``config.lr``; with ``orthogonal_lr`` set,
+    the cell's ``orthogonal_parameters()`` form a second group at that rate."""
+    orthogonal = model.cell.orthogonal_parameters() if config.orthogonal_lr is not None else []
+    kept = {id(p) for p in orthogonal}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in kept]}]
+    if orthogonal:
+        groups.append({"params": orthogonal, "lr": config.orthogonal_lr})
     if config.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum)
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(parameters, lr=config.lr)
-    return torch.optim.Adam(parameters, lr=config.lr)
+        return torch.optim.RMSprop(groups, lr=config.lr)
+    return torch.optim.Adam(groups, lr=config.lr)
 
 
 def load_model(path: str | os.PathLike[str]) -> tuple[SequenceModel, TrainConfig]:
@@ -447,7 +454,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), progress: boo
         model = build_model(config).to(device)
         model.train()
         parameters = list(model.parameters())
-        optimizer = make_optimizer(config, parameters)
+        optimizer = make_optimizer(config, model)
         max_norm = math.inf if config.grad_clip is None else config.grad_clip
         train_generator, eval_generator = _generators(config.seed)
         eval_batch = task.sample(config.eval_batch_size, eval_generator).to(device)

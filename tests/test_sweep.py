@@ -90,7 +90,9 @@ GRADIENT_DECAY_QUICK_IDS = [
 
 def test_the_main_jobs_run_ids_are_those_of_0_1_0():
     study = load_study_module(REPO / "studies" / "gradient_decay.py")
-    assert [run.run_id for run in study.grid("quick")] == GRADIENT_DECAY_QUICK_IDS
+    # the cells of 0.1.0 keep their runs (and results folders); exprnn's runs came later
+    kept = [run.run_id for run in study.grid("quick") if run.train.cell != "exprnn"]
+    assert kept == GRADIENT_DECAY_QUICK_IDS
 
 
 def test_literature_keys_are_recorded_and_change_no_run_id(tmp_path):

@@ -2,9 +2,10 @@
 
 One module per cell family: ``base`` (``RecurrentCell``: the parameter layout, ``project_input``,
 ``recur``, torch.nn-style calls, the step Jacobian and the fast-path hooks, with the types they
-use: ``Transition``, ``StepJacobian``, ``GradientBound``), ``rnn``, ``lstm`` and ``gru``; ``init``
-holds the initialisation schemes.  A preset names a configuration (a family and
-its initialisation) that configs and studies refer to, e.g.
+use: ``Transition``, ``StepJacobian``, ``GradientBound``), ``rnn``, ``lstm``, ``gru``, ``exprnn``
+and ``urnn`` (recurrent matrices that stay orthogonal / unitary); ``activations`` holds the
+nonlinearities of the RNN-like cells, ``init`` the initialisation schemes.  A preset names a
+configuration (a family and its initialisation) that configs and studies refer to, e.g.
 ``make_cell("lstm_chrono", input_size, hidden_size, memory_lag=100)``.
 
 Adding a cell is one class (a ``RecurrentCell`` that writes ``recur``; the step Jacobian and the
@@ -18,6 +19,7 @@ import re
 from collections.abc import Callable
 
 from seqmem.cells.base import RecurrentCell
+from seqmem.cells.exprnn import ExpRNNCell
 from seqmem.cells.gru import GRUCell
 from seqmem.cells.init import (
     init_chrono,
@@ -30,6 +32,7 @@ from seqmem.cells.init import (
 )
 from seqmem.cells.lstm import LSTMCell
 from seqmem.cells.rnn import RNNCell
+from seqmem.cells.urnn import UnitaryRNNCell
 from tasks.base import check_choice
 
 __all__ = [
@@ -37,6 +40,8 @@ __all__ = [
     "RNNCell",
     "LSTMCell",
     "GRUCell",
+    "ExpRNNCell",
+    "UnitaryRNNCell",
     "init_default",
     "init_orthogonal",
     "init_identity",
@@ -107,3 +112,5 @@ register_preset("lstm", lambda i, h, _: init_forget_bias(LSTMCell(i, h), value=1
 register_preset("lstm_chrono", _chrono_lstm)
 register_preset("lstm_no_forget", lambda i, h, _: LSTMCell(i, h, forget_gate=False))
 register_preset("gru", lambda i, h, _: GRUCell(i, h))
+register_preset("exprnn", lambda i, h, _: ExpRNNCell(i, h))
+register_preset("urnn", lambda i, h, _: UnitaryRNNCell(i, h))
