@@ -167,7 +167,7 @@ HELP = [
     (
         ["run", str(ROOT / "studies" / "copy_length.py"), "--help"],
         [
-            "--preset {quick,full} which grid to run (quick: 9 runs; full: 48 runs; default: quick)",
+            "--preset {quick,full} which grid to run (quick: ",
             "--executor {local,dask,slurm}",
             "--wait-workers SECONDS",
             "--retry-failed redo the runs stored as failed",
@@ -184,6 +184,18 @@ def test_help_lists_choices_types_and_defaults(capsys, argv, shown):
     text = " ".join(capsys.readouterr().out.split())  # as one line: argparse wraps at the terminal width
     missing = [line for line in shown if line not in text]
     assert not missing, text
+
+
+def test_a_studys_help_gives_each_preset_with_its_size(tmp_path, capsys):
+    script = tmp_path / "sized.py"
+    script.write_text(
+        "from seqmem.sweep import Study\n"
+        f"STUDY = Study(name='sized', base={TINY_STUDY!r}, axes={{'seed': [0, 1, 2]}},\n"
+        "              presets={'quick': {'axes': {'seed': [0]}}, 'full': {}})\n"
+    )
+    assert main(["run", str(script), "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--preset {quick,full} which grid to run (quick: 1 runs; full: 3 runs; default: quick)" in text
 
 
 def test_seqmem_run_without_a_study_names_no_internal_variable(capsys):
