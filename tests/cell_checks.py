@@ -43,11 +43,11 @@ def spectral_norms_by_lag(model, length: int = 60, dtype=torch.float64) -> np.nd
     """Batch-mean ||dh_T/dh_t||_2 for every lag 0..length-1 on copy-task inputs."""
     model = model.to(dtype)
     task = CopyTask(delay=length - 2 * 3, n_copy=3)
-    inputs = task.sample(4, torch.Generator().manual_seed(0)).inputs.to(dtype)
-    assert model.input_size == task.input_size
-    frame = jacobian_norms_by_lag(model, inputs)
-    assert frame["lag"].tolist() == list(range(length))
-    return frame["jacobian_spectral"].to_numpy()
+    batch = task.sample(4, torch.Generator().manual_seed(0))
+    frame = jacobian_norms_by_lag(model, batch, task, dtype=dtype)
+    mean = frame[(frame["quantity"] == "jacobian_spectral") & (frame["stat"] == "mean")]
+    assert mean["lag"].tolist() == list(range(length))
+    return mean["value"].to_numpy()
 
 
 def trained_and_probed(preset: str):
