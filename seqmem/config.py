@@ -30,7 +30,7 @@ import torch
 
 import tasks
 from seqmem.cells import cell_names, make_cell
-from tasks.base import Task, check_choice, check_fields, check_int
+from tasks.base import Task, check_choice, check_fields, check_int, plain_number, plain_numbers
 
 __all__ = [
     "OPTIMIZERS",
@@ -193,6 +193,7 @@ class TrainConfig:
     orthogonal_lr: float | None = later_field(None, since="0.3.0")
 
     def __post_init__(self) -> None:
+        plain_numbers(self)
         check_choice("task", self.task, tuple(tasks.task_names()))
         check_choice("cell", self.cell, tuple(cell_names()))
         check_int("hidden_size", self.hidden_size, 1)
@@ -266,7 +267,7 @@ class TrainConfig:
             raise ValueError(
                 f"task_params={self.task_params!r} is invalid: must be a dict of task parameters"
             )
-        params = dict(self.task_params)
+        params = {key: plain_number(value) for key, value in self.task_params.items()}
         for key, value in params.items():
             if not isinstance(value, int | float | str | bool):
                 raise ValueError(
@@ -330,6 +331,7 @@ class ProbeConfig:
     dtype: str = "float64"
 
     def __post_init__(self) -> None:
+        plain_numbers(self)
         if (
             isinstance(self.quantities, str)
             or not isinstance(self.quantities, tuple | list)

@@ -104,5 +104,10 @@ class SequenceModel(nn.Module):
 def make_model(preset: str, task: Task, hidden_size: int) -> SequenceModel:
     """A ``SequenceModel`` with cell ``preset`` sized for ``task`` (its input/output sizes; its
     ``memory_lag`` is the T_max of chrono initialisation)."""
+    if not all(hasattr(task, size) for size in ("input_size", "output_size", "memory_lag")):
+        raise ValueError(
+            f"task={task!r} is invalid: must be a tasks.Task (its input_size, output_size and "
+            "memory_lag size the model), e.g. tasks.make_task('adding', length=50)"
+        )
     cell = make_cell(preset, task.input_size, hidden_size, memory_lag=task.memory_lag)
     return SequenceModel(cell, task.input_size, hidden_size, task.output_size)

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from seqmem import io
 from seqmem.config import TrainConfig
 from seqmem.model import SequenceModel, make_model
-from tasks.base import Batch, Task
+from tasks.base import Batch, Task, check_memory
 
 __all__ = [
     "ProbeContext",
@@ -55,6 +55,7 @@ __all__ = [
     "load_model",
     "denormals_flushed",
     "flushing_denormals",
+    "resolve_device",
     "train",
 ]
 
@@ -333,7 +334,8 @@ class Stopping:
 # -- the loop -------------------------------------------------------------------------------------
 
 
-def _resolve_device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
+    """``torch.device(name)``, or a one-line ValueError if this machine has no such device."""
     device = torch.device(name)
     available = {
         "cpu": True,
@@ -351,6 +353,17 @@ def _generators(seed: int) -> tuple[torch.Generator, torch.Generator]:
         int(s.generate_state(1, np.uint64)[0]) for s in np.random.SeedSequence(seed).spawn(2)
     )
     return torch.Generator().manual_seed(train_seed), torch.Generator().manual_seed(eval_seed)
+
+
+def _check_batch_memory(config: TrainConfig, task: Task) -> None:
+    """Refuse batch sizes whose forward pass cannot fit in memory, before anything is allocated:
+    every step of a sequence keeps at least its hidden state and its outputs (float32), beside
+    the batch itself."""
+    states_and_outputs = (task.memory_lag + 1) * 4 * (config.hidden_size + task.output_size)
+    per_sequence = task.min_batch_bytes(1) + states_and_outputs
+    for name in ("batch_size", "eval_batch_size"):
+        size = getattr(config, name)
+        check_memory(name, size, size * per_sequence, f"a forward pass over {size} sequences of {task}")
 
 
 def _evaluate(model: SequenceModel, task: Task, batch: Batch) -> dict[str, float]:
@@ -431,12 +444,13 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), progress: boo
     once at the end ('final'; at step 0 too if the task is solved there).  ``progress``: a tqdm
     bar on stderr; None shows it only when stderr is a terminal.
     """
-    device = _resolve_device(config.device)
+    device = resolve_device(config.device)
     # Vanishing float32 gradients pass through subnormal numbers, which x86 CPUs process up to
     # 40x slower; flushing them to zero leaves every loss unchanged (values below 1e-38).  The
     # callbacks' probes run inside too, so their numbers are those of the training process.
     with flushing_denormals():
         task = config.make_task()
+        _check_batch_memory(config, task)
         model = build_model(config).to(device)
         model.train()
         parameters = list(model.parameters())

@@ -38,7 +38,16 @@ from typing import ClassVar, Literal
 
 import torch
 
-from .base import Batch, Task, check_choice, check_int, close_to_one_hot, render_columns, step_scores
+from .base import (
+    Batch,
+    Task,
+    check_choice,
+    check_int,
+    choice_field,
+    close_to_one_hot,
+    render_columns,
+    step_scores,
+)
 
 __all__ = ["LongLagTask", "VeryLongLagTask", "VARIANTS", "MAX_EXTRA", "truncated_geometric"]
 
@@ -84,7 +93,7 @@ class LongLagTask(Task):
     name: ClassVar[str] = "long_lag"
     kind: ClassVar[Literal["classification", "regression"]] = "classification"
     p: int = 100
-    variant: str = "2a"
+    variant: str = choice_field("2a", VARIANTS)
 
     def __post_init__(self) -> None:
         check_choice("variant", self.variant, VARIANTS)

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tasks.base import check_int
+from tasks.base import check_int, check_memory
 
 __all__ = [
     "State",
@@ -134,6 +134,11 @@ class RecurrentCell(nn.Module, ABC):
         check_int("hidden_size", hidden_size, 1)
         self.input_size = input_size
         self.hidden_size = hidden_size
+        # torch.nn's layout, G*H x (I + H + 2) numbers, sizes the check for every family
+        weights = (
+            self.n_gates * hidden_size * (input_size + hidden_size + 2) * torch.get_default_dtype().itemsize
+        )
+        check_memory("hidden_size", hidden_size, weights, f"the weights of a {type(self).__name__}")
         self.preset = type(self).__name__
         self.create_parameters()
         self.reset_parameters()

@@ -271,6 +271,23 @@ def _study_json_html(study_info: dict[str, Any]) -> str:
     return text
 
 
+def _trouble_table(runs: pd.DataFrame, problems: pd.DataFrame | None) -> str:
+    """The runs that failed (with the last line of their error) and the files that could not be
+    read (run id, path, what is wrong), so that no run disappears from the report unexplained."""
+    failed = runs[runs["status"] == "failed"] if "status" in runs else runs.iloc[:0]
+    rows = [
+        {"run": run_id, "what": "failed", "detail": (str(error).strip().splitlines() or [""])[-1]}
+        for run_id, error in zip(failed["run_id"], failed.get("error", [None] * len(failed)), strict=True)
+    ]
+    if problems is not None:
+        rows += [
+            {"run": r.run_id or "(study)", "what": r.problem, "detail": r.path} for r in problems.itertuples()
+        ]
+    if not rows:
+        return ""
+    return "<h2>Failed and unreadable runs</h2>\n" + html_table(pd.DataFrame(rows))
+
+
 def _save(fig: Figure, out_dir: Path, key: str) -> bytes:
     """Write <key>.png (150 dpi) and <key>.svg; return the PNG bytes for inlining."""
     # No bbox_inches="tight": the constrained layout already fits the margins, at half the cost.
@@ -329,6 +346,7 @@ def write_report(frames: StudyFramesLike, study_info: dict[str, Any], out_dir: s
 generated {datetime.now().strftime("%Y-%m-%d %H:%M")}</p>
 <h2>Runs</h2>
 {html_table(counts) if counts is not None and not counts.empty else '<p class="note">No runs found.</p>'}
+{_trouble_table(runs, getattr(frames, "problems", None))}
 <h2>Summary per cell</h2>
 <p>Counts of runs; the median final loss / memoryless baseline over finished runs; the median fitted
 per-step decay factor of ‖∂L/∂h_t‖ and memory horizon (steps) at initialisation and after training.</p>
@@ -350,7 +368,5 @@ per-step decay factor of ‖∂L/∂h_t‖ and memory horizon (steps) at initial
 
 def render_report(study_dir: str | os.PathLike) -> Path:
     """Render ``<study_dir>/report/index.html`` (+ PNG/SVG figures) from a study folder; return its path."""
-    study_dir = Path(study_dir)
-    study_json = study_dir / "study.json"
-    study_info = json.loads(study_json.read_text()) if study_json.exists() else {"name": study_dir.name}
-    return write_report(load_study(study_dir), study_info, study_dir / "report")
+    frames = load_study(study_dir)  # study.json too: a damaged one is a warning naming it, not a crash
+    return write_report(frames, frames.info, Path(study_dir) / "report")
