@@ -34,15 +34,9 @@ from seqmem.train import train
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SMALL_PROBE = ProbeConfig(quantities=("grad_norm",), batch_size=8)
+SIZES = {"hidden_size": 8, "batch_size": 8, "eval_batch_size": 16, "max_steps": 6, "eval_every": 2}
 LSTM_COPY = TrainConfig(
-    task="copy",
-    task_params={"delay": 4, "n_copy": 3, "n_symbols": 4},
-    cell="lstm",
-    hidden_size=8,
-    batch_size=8,
-    eval_batch_size=16,
-    max_steps=6,
-    eval_every=2,
+    task="copy", task_params={"delay": 4, "n_copy": 3, "n_symbols": 4}, cell="lstm", **SIZES
 )
 
 
