@@ -3,7 +3,9 @@
     seqmem tasks list
     seqmem tasks show NAME [--param value ...] [--seed N]
     seqmem train --task adding --length 100 --cell lstm --hidden-size 128 --steps 3000 [--seed N] [--out DIR]
-    seqmem run studies/NAME.py [--preset quick] [--out DIR] [--executor local|dask|slurm] ...
+                 [--tensorboard DIR]
+    seqmem run studies/NAME.py [--preset quick] [--out DIR] [--executor local|dask|slurm]
+                 [--tensorboard DIR] ...
     seqmem report RESULTS_DIR
 
 This is the one layer that both runs studies and renders reports: ``main_for_study`` (the
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib.util
 import sys
 import traceback
@@ -47,8 +50,9 @@ from seqmem.cells import cell_names
 from seqmem.config import OPTIMIZERS, STOPPING_RULES, RunConfig, TrainConfig
 from seqmem.io import check_writable
 from seqmem.report import write_report
-from seqmem.sweep import SlurmConfig, Study, run_statuses, run_study
-from seqmem.train import train
+from seqmem.sweep import SlurmConfig, Study, run_statuses, run_study, train_run
+from seqmem.sweep.runs import RunFn
+from seqmem.tensorboard import GRADIENT_PROBE, require_tensorboard, tensorboard_run
 from tasks.base import Task, check_fields, check_int
 
 __all__ = ["COMMANDS", "build_parser", "main", "main_for_study", "load_study_module"]
@@ -219,6 +223,28 @@ def _writable(option: str, folder: Path) -> None:
         raise UsageError(f"{option}={str(folder)!r} is invalid: cannot write there ({error})") from None
 
 
+TENSORBOARD_HELP = (
+    "log to TensorBoard under DIR/<run_id>: at every evaluation the loss, loss / baseline, the "
+    "training gradient norm and the task's metrics, and at every probe the gradient-decay curve "
+    "(||dL/dh_t|| by lag) as an image; view with `tensorboard --logdir DIR`; needs "
+    "`pip install 'seqmem[tensorboard]'`"
+)
+
+
+def run_function(tensorboard: Path | None) -> RunFn:
+    """How each run is trained: ``train_run``, or with ``--tensorboard DIR`` the same logged under
+    DIR/<run_id> (a partial of a module-level function, so process and dask workers can import
+    it).  Checked before any training: TensorBoard is installed and DIR is writable."""
+    if tensorboard is None:
+        return train_run
+    try:
+        require_tensorboard()
+    except ImportError as error:
+        raise UsageError(f"--tensorboard is unavailable: {error}") from None
+    _writable("--tensorboard", tensorboard)
+    return functools.partial(tensorboard_run, log_dir=tensorboard.resolve())
+
+
 # -- seqmem tasks ---------------------------------------------------------------------------------
 
 
@@ -291,6 +317,13 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
         "seqmem.results.load_study read; DIR is checked for writing before training",
     )
     parser.add_argument(
+        "--tensorboard",
+        type=Path,
+        metavar="DIR",
+        help=f"{TENSORBOARD_HELP}; the run then records the gradient-norm probe (stored with --out "
+        "too) (default: no logging)",
+    )
+    parser.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, help="progress bar (default: when a terminal)"
     )
     parser.set_defaults(run=run_train)
@@ -300,9 +333,11 @@ def run_train(args: argparse.Namespace) -> int:
     hints = typing.get_type_hints(TrainConfig)
     fields = {name: parse_value(flag(name), text, hints[name]) for name, text in given(args, FIELD).items()}
     config = TrainConfig(**fields, task_params=task_params(args, fields["task"]))
+    run = RunConfig(config, GRADIENT_PROBE if args.tensorboard is not None else None)
+    run_fn = run_function(args.tensorboard)
     if args.out is not None:
         _writable("--out", args.out)  # before training: a run that cannot be stored is lost
-    result = train(config, progress=args.progress)
+    result = run_fn(run, args.progress)
     print(
         f"{config.cell} on {config.make_task()}: {result.status} after {result.steps} steps "
         f"({result.sequences_seen} sequences, {result.elapsed_s:.1f} s)"
@@ -311,17 +346,23 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"  {name:<12} {value:.6g}")
     if args.out is not None:
         name = args.out.resolve().name
-        study = Study(name=name if Study.valid_name(name) else "train", base=config.to_dict())
+        study = Study(
+            name=name if Study.valid_name(name) else "train", base=config.to_dict(), probe=run.probe
+        )
         results.write_study_info(args.out, study.info(None))
         path = results.write_run(
             args.out,
-            RunConfig(config),
+            run,
             history=result.history,
             probes=result.probes,
             state_dict=result.state_dict,
             outcome=result.summary(),
         )
         print(f"wrote {path} (`seqmem report {args.out}` renders it)")
+    if args.tensorboard is not None:
+        print(
+            f"logged to {args.tensorboard / run.run_id} (`tensorboard --logdir {args.tensorboard}` shows it)"
+        )
     return 0
 
 
@@ -474,6 +515,13 @@ def study_parser(study: Study, prog: str | None = None) -> Parser:
         help="how long to wait for the first dask or SLURM worker before giving up (default: 600)",
     )
     parser.add_argument("--retry-failed", action="store_true", help="redo the runs stored as failed")
+    parser.add_argument(
+        "--tensorboard",
+        type=Path,
+        metavar="DIR",
+        help=f"{TENSORBOARD_HELP}; every run trained now is logged (runs stored already are not "
+        "trained again, so not logged); dask and SLURM workers must share DIR (default: no logging)",
+    )
     parser.add_argument("--no-report", action="store_true", help="skip rendering the report")
     parser.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, help="progress bar (default: when a terminal)"
@@ -535,6 +583,7 @@ def main_for_study(study: Study, argv: list[str] | None = None, prog: str | None
             retry_failed=args.retry_failed,
             slurm=_slurm_config(args),
             wait_workers=args.wait_workers,
+            run_fn=run_function(args.tensorboard),
         )
         report_status = 0 if args.no_report else render(study_dir)
         statuses = run_statuses(study_dir, study.grid(args.preset)).values()

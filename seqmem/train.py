@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -68,7 +68,8 @@ HOCHREITER_MAX_LOSS = 0.01
 @dataclass(frozen=True)
 class ProbeContext:
     """What a callback sees at an evaluation.  The model is in train mode with gradients
-    enabled (probes differentiate through it); a callback must not change its weights."""
+    enabled (probes differentiate through it); a callback must not change its weights.
+    ``history_row`` is this evaluation's row of ``RunResult.history`` (a copy)."""
 
     model: SequenceModel
     task: Task
@@ -77,6 +78,7 @@ class ProbeContext:
     step: int
     sequences_seen: int
     phase: Literal["init", "train", "final"]
+    history_row: dict[str, Any] = field(default_factory=dict)
 
 
 Callback = Callable[[ProbeContext], pd.DataFrame | None]
@@ -477,7 +479,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), progress: boo
             stopping.after_evaluation(solved)
             history.add_evaluation(step, seen, metrics, solved)
             for phase in _phases(step, stopping.done):
-                ctx = ProbeContext(model, task, config, eval_batch, step, seen, phase)
+                ctx = ProbeContext(model, task, config, eval_batch, step, seen, phase, dict(history.rows[-1]))
                 probes.extend(_run_callbacks(callbacks, ctx))
             # loss, loss_ratio and the task's first own metric (accuracy, abs_error, ...)
             bar.set_postfix({name: f"{value:.3g}" for name, value in list(metrics.items())[:3]})

@@ -18,6 +18,7 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from matplotlib.collections import PathCollection, PolyCollection, QuadMesh
 from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
@@ -26,6 +27,7 @@ from scipy import stats
 from seqmem import results
 from seqmem.analysis import PROBE_COLUMNS, upgrade_probe_rows
 from seqmem.config import TrainConfig
+from seqmem.io import save_checkpoint
 from seqmem.report import conditions, fit_figures, gradient_figures, html, ticks, training_figures
 from seqmem.report.style import CELL_ORDER, PALETTE, PHASE_LABELS, cell_color
 
@@ -904,7 +906,9 @@ def test_write_report_notes_missing_figures_instead_of_failing(tmp_path, monkeyp
 
 
 def write_study(root: Path, frames) -> Path:
-    """A study folder as seqmem.results writes it (study.json, runs/<id>/{config,status}.json + parquet)."""
+    """A complete study folder as seqmem 0.1.0 wrote it: study.json and, per run, config.json,
+    status.json (without the digests of later versions) and, unless it failed, metrics.parquet,
+    analysis.parquet and checkpoint.pt (so loading it warns of nothing)."""
     study = root / "tiny"
     grid = []
     for run in frames.runs.to_dict("records"):
@@ -941,12 +945,14 @@ def write_study(root: Path, frames) -> Path:
             for name, frame in (("metrics", frames.metrics), ("analysis", frames.analysis)):
                 rows = frame[frame["run_id"] == rid].drop(columns=config_columns, errors="ignore")
                 rows.to_parquet(folder / f"{name}.parquet", index=False)
+            save_checkpoint(folder / "checkpoint.pt", {"weight": torch.zeros(2)}, train)
         (folder / "status.json").write_text(json.dumps({**status, "final_metrics": final}))
         grid.append({"run_id": rid, "train": train})
     (study / "study.json").write_text(json.dumps({"name": "tiny", "preset": "quick", "grid": grid}))
     return study
 
 
+@pytest.mark.filterwarnings("error")  # the folder is complete: nothing to warn about
 def test_render_report_from_a_study_folder(tmp_path):
     study = write_study(tmp_path, make_frames(lengths=(20, 40)))
     index = html.render_report(study)
@@ -968,6 +974,7 @@ def as_0_1_0(analysis: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+@pytest.mark.filterwarnings("error")
 def test_render_report_reads_a_study_written_by_seqmem_0_1_0(tmp_path):
     frames = make_frames(cells=("rnn", "lstm"), lengths=(20, 40))
     old = types.SimpleNamespace(runs=frames.runs, metrics=frames.metrics, analysis=as_0_1_0(frames.analysis))
