@@ -179,6 +179,24 @@ def test_task_axis_sets_task_and_its_params(task_values):
     assert [r.train for r in runs] == expected
 
 
+def test_exclude_drops_exactly_the_combinations_named():
+    study = Study(
+        name="exclude",
+        base=TINY,
+        axes={"cell": ["rnn", "lstm"], "task": [("adding", {"length": 12}), ("copy", {"delay": 5})]},
+        exclude=[{"cell": "lstm", "task": "copy"}],
+        presets={"quick": {"exclude": [{"cell": "rnn"}]}, "full": {}},
+    )
+    assert [(r.train.cell, r.train.task) for r in study.grid("full")] == [
+        ("rnn", "adding"),
+        ("rnn", "copy"),
+        ("lstm", "adding"),
+    ]
+    # a preset's exclusions add to the study's
+    assert [(r.train.cell, r.train.task) for r in study.grid("quick")] == [("lstm", "adding")]
+    assert study.info("quick")["exclude"] == [{"cell": "lstm", "task": "copy"}, {"cell": "rnn"}]
+
+
 @pytest.mark.parametrize(
     ("study_kwargs", "named"),
     [
@@ -201,6 +219,11 @@ def test_task_axis_sets_task_and_its_params(task_values):
             "hidden_size",
         ),
         ({"name": "no/slashes"}, "name"),
+        ({"exclude": [{"cel": "rnn"}]}, "cel"),
+        ({"axes": {"cell": ["rnn", "gru"]}, "exclude": [{"cell": "lstm"}]}, "lstm"),
+        ({"axes": {"cell": ["rnn"]}, "exclude": [{"cell": "rnn"}]}, "leaves no run"),
+        ({"exclude": {"cell": "rnn"}}, "exclude"),
+        ({"presets": {"quick": {"exclude": ["rnn"]}}}, "exclude entry"),
     ],
 )
 def test_bad_study_raises_one_line_value_error(study_kwargs, named):

@@ -1,5 +1,6 @@
-"""A study's grid: ``Study`` names base TrainConfig fields, axes whose product is the grid, presets
-and per-value overrides, and expands them to validated ``RunConfig``s (see ``seqmem.sweep``)."""
+"""A study's grid: ``Study`` names base TrainConfig fields, axes whose product is the grid, presets,
+per-value overrides and excluded combinations, and expands them to validated ``RunConfig``s (see
+``seqmem.sweep``)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ __all__ = ["Study"]
 
 TASK_AXIS = "task"
 TASK_PARAM = "task_params."
-PRESET_KEYS = ("base", "axes", "overrides", "probe")
+PRESET_KEYS = ("base", "axes", "overrides", "exclude", "probe")
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
@@ -33,6 +34,12 @@ def _check_dict(where: str, value: object) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"{where}={value!r} is invalid: must be a dict")
     return value
+
+
+def _check_list(where: str, value: object) -> list:
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"{where}={value!r} is invalid: must be a list of {{axis: value}} dicts")
+    return list(value)
 
 
 def _set(config: dict, key: str, value: Any) -> None:
@@ -68,10 +75,13 @@ class Study:
     name:      folder name of the study (letters, digits, '_', '-', '.')
     base:      TrainConfig fields shared by every run (keys as in the module docstring)
     axes:      axis -> list of values; the grid is their product, in declaration order
-    presets:   preset name -> {"base": {...}, "axes": {...}, "overrides": {...}, "probe": ...},
-               each part optional, merged over the study's own (axes replaced whole, per axis)
+    presets:   preset name -> {"base": {...}, "axes": {...}, "overrides": {...}, "exclude": [...],
+               "probe": ...}, each part optional, merged over the study's own (axes replaced
+               whole, per axis; exclusions added to the study's)
     overrides: axis -> {axis value -> {key: value}}, applied to runs with that value
                (e.g. {"cell": {"lstm": {"hidden_size": 64}}}); a key may not also be an axis
+    exclude:   combinations left out of the product, each {axis: value, ...}: a point that has
+               all of them is dropped (e.g. [{"cell": "urnn", "task": "adding"}]; a task by name)
     probe:     ProbeConfig recorded during every run, or None
     literature: keys of the papers the study reproduces (e.g. "hochreiter1997", "arjovsky2016"),
                written to study.json, where the report looks up its literature tables; they are
@@ -84,6 +94,7 @@ class Study:
     axes: dict = field(default_factory=dict)
     presets: dict = field(default_factory=dict)
     overrides: dict = field(default_factory=dict)
+    exclude: tuple[dict, ...] = ()
     probe: ProbeConfig | None = None
     literature: tuple[str, ...] = ()
 
@@ -116,8 +127,8 @@ class Study:
         """Whether ``name`` can name a study (and its folder)."""
         return isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) is not None
 
-    def resolve(self, preset: str | None) -> tuple[dict, dict, dict, ProbeConfig | None]:
-        """(base, axes, overrides, probe) with the preset's changes applied, keys validated."""
+    def resolve(self, preset: str | None) -> tuple[dict, dict, dict, list[dict], ProbeConfig | None]:
+        """(base, axes, overrides, exclude, probe) with the preset's changes applied, keys validated."""
         if preset is not None and preset not in self.presets:
             raise ValueError(
                 f"preset={preset!r} is invalid: must be one of "
@@ -156,14 +167,33 @@ class Study:
                             f"overrides[{axis!r}][{value!r}] key {key!r} is invalid: it is an "
                             "axis too, so which value wins would be ambiguous"
                         )
-        return base, axes, overrides, changes.get("probe", self.probe)
+        exclude = [
+            *_check_list("exclude", self.exclude),
+            *_check_list("preset exclude", changes.get("exclude", [])),
+        ]
+        for combination in exclude:
+            for axis, value in _check_dict("exclude entry", combination).items():
+                if axis not in axes:
+                    raise ValueError(
+                        f"exclude entry {combination!r} is invalid: {axis!r} is not an axis "
+                        f"({', '.join(axes)})"
+                    )
+                known = [_override_key(axis, v) for v in axes[axis]]
+                if value not in known:
+                    raise ValueError(
+                        f"exclude entry {combination!r} is invalid: {value!r} is not a value of axis "
+                        f"{axis!r} ({', '.join(map(repr, known))})"
+                    )
+        return base, axes, overrides, exclude, changes.get("probe", self.probe)
 
     def grid(self, preset: str | None = "quick") -> list[RunConfig]:
         """Every run of the preset, in axis order; raises a one-line ValueError on any bad field."""
-        base, axes, overrides, probe = self.resolve(preset)
+        base, axes, overrides, exclude, probe = self.resolve(preset)
         configs: dict[str, tuple[dict, RunConfig]] = {}
         for values in itertools.product(*axes.values()):
             point = dict(zip(axes, values, strict=True))
+            if any(all(_override_key(a, point[a]) == v for a, v in c.items()) for c in exclude):
+                continue
             fields = {**base, "task_params": dict(base.get("task_params", {}))}
             if TASK_AXIS in point:  # first: it may replace the task parameters the others refine
                 fields["task"], params = _task_value(point[TASK_AXIS])
@@ -185,11 +215,13 @@ class Study:
                     f"{point} are the same config; remove the duplicate axis value"
                 )
             configs[run.run_id] = (point, run)
+        if not configs:
+            raise ValueError(f"study {self.name!r} preset {preset!r}: exclude={exclude!r} leaves no run")
         return [run for _, run in configs.values()]
 
     def info(self, preset: str | None) -> dict:
         """JSON-safe description for study.json: what was asked for, and the grid it expanded to."""
-        base, axes, overrides, probe = self.resolve(preset)
+        base, axes, overrides, exclude, probe = self.resolve(preset)
         return {
             "name": self.name,
             "preset": preset,
@@ -197,6 +229,7 @@ class Study:
             "base": base,
             "axes": {axis: list(values) for axis, values in axes.items()},
             "overrides": {axis: {str(v): f for v, f in by.items()} for axis, by in overrides.items()},
+            "exclude": [dict(combination) for combination in exclude],
             "probe": None if probe is None else probe.to_dict(),
             "literature": list(self.literature),
             "grid": [{"run_id": run.run_id, **run.to_dict()} for run in self.grid(preset)],
