@@ -449,6 +449,7 @@ def test_cell_names_are_the_studies_presets_in_order():
         "lstm_chrono",
         "lstm_no_forget",
         "gru",
+        "lstm1997",
     ]
 
 

@@ -38,8 +38,9 @@ from tasks import AddingTask
 
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-12}
 INPUT, HIDDEN = 3, 5
-# torch.nn has no LSTM without forget gate (tests/test_cells.py checks it against its equations)
-WITHOUT_TWIN = {"lstm_no_forget"}
+# torch.nn has no LSTM without forget gate (tests/test_cells.py and tests/test_cells_lstm1997.py check
+# them against their equations)
+WITHOUT_TWIN = {"lstm_no_forget", "lstm1997"}
 WITHOUT_FAST_PATH = {"lstm_no_forget"}
 
 
