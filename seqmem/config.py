@@ -29,11 +29,13 @@ from typing import Any
 import torch
 
 import tasks
-from seqmem.cells import cell_names
+from seqmem.cells import cell_names, make_cell
 from tasks.base import Task, check_choice, check_fields, check_int
 
 __all__ = [
     "OPTIMIZERS",
+    "MODELS",
+    "LOSS_REDUCTIONS",
     "STOPPING_RULES",
     "DEVICE_TYPES",
     "PROBE_QUANTITIES",
@@ -49,6 +51,11 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd")
+MODELS = ("sequence", "chunker")  # seqmem.model.SequenceModel, seqmem.chunker.Chunker
+# 'mean': the task's loss, a mean over every scored step of the batch; 'sequence_sum': per sequence
+# the sum over its scored steps, averaged over the batch (the error an online learner sums per
+# sequence: Hochreiter & Schmidhuber 1997, appendix A.1)
+LOSS_REDUCTIONS = ("mean", "sequence_sum")
 STOPPING_RULES = ("eval", "hochreiter1997")
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 # what a ProbeConfig can ask for; 'jacobian' is the family of Jacobian-product norms
@@ -105,8 +112,8 @@ def _check_number(name: str, value: object, allowed: str, ok: Callable[[float], 
 
 
 class TaskParams(Mapping[str, Any]):
-    """A read-only, hashable dict of task parameters (kept sorted by name), so that the frozen
-    ``TrainConfig`` holding it stays hashable.  Compares equal to a plain dict."""
+    """A read-only, hashable dict of task (or cell) parameters (kept sorted by name), so that the
+    frozen ``TrainConfig`` holding it stays hashable.  Compares equal to a plain dict."""
 
     __slots__ = ("_items",)
 
@@ -159,6 +166,24 @@ class TrainConfig:
                        this multiple of the task's memoryless baseline loss (as it has on a
                        NaN or infinite loss or gradient); None: only NaN/Inf count.  Part of
                        the run id only when it is not the default, 1e6.
+
+    Since 0.3.0 (each part of the run id only when it is not its default):
+    cell_params        the cell preset's own options, e.g. the block layout of 'lstm1997'
+                       ({"block_size": 2, "input_gate_bias": [-3, -6]}); numbers, strings,
+                       booleans or lists of numbers.  Default {}.
+    input_to_output    the readout also sees the inputs (the paper's experiment 2 nets: "each
+                       layer connected from all layers below").  Default False.
+    model              'sequence' (``SequenceModel``: one cell, a readout at every step) or
+                       'chunker' (``seqmem.chunker.Chunker``: Schmidhuber's two-level history
+                       compressor, two cells of preset ``cell``).  Default 'sequence'.
+    loss_reduction     'mean' (the task's loss) or 'sequence_sum' (per sequence the sum over its
+                       scored steps, the batch's mean of those: what the 1997 paper's online
+                       learner descends).  Default 'mean'.
+
+    Online learning as in Hochreiter & Schmidhuber (1997) -- weights updated after every
+    sequence, by plain gradient descent -- is ``batch_size=1, optimizer='sgd', momentum=0.0,
+    grad_clip=None`` (with ``loss_reduction='sequence_sum'`` where the error is summed over the
+    steps of a sequence).
     """
 
     task: str
@@ -180,6 +205,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     max_loss_ratio: float | None = later_field(1e6, since="0.2.0")
+    cell_params: Mapping[str, Any] = later_field(TaskParams(), since="0.3.0")
+    input_to_output: bool = later_field(False, since="0.3.0")
+    model: str = later_field("sequence", since="0.3.0")
+    loss_reduction: str = later_field("mean", since="0.3.0")
 
     def __post_init__(self) -> None:
         check_choice("task", self.task, tuple(tasks.task_names()))
@@ -198,6 +227,10 @@ class TrainConfig:
         if not isinstance(self.stop_when_solved, bool):
             raise ValueError(f"stop_when_solved={self.stop_when_solved!r} is invalid: must be True or False")
         check_choice("stopping", self.stopping, STOPPING_RULES)
+        check_choice("model", self.model, MODELS)
+        check_choice("loss_reduction", self.loss_reduction, LOSS_REDUCTIONS)
+        if not isinstance(self.input_to_output, bool):
+            raise ValueError(f"input_to_output={self.input_to_output!r} is invalid: must be True or False")
         check_int("seed", self.seed, 0, 2**63 - 1)
         # Floats are stored as floats so that to_dict() is canonical (lr=1 and lr=1.0 are one run).
         numbers = {
@@ -222,6 +255,7 @@ class TrainConfig:
                 "a per-sequence criterion (sequence_correct), e.g. adding, multiplication, temporal_order"
             )
         object.__setattr__(self, "task_params", TaskParams(task.params()))
+        object.__setattr__(self, "cell_params", self._check_cell_params(task))
 
     def _check_device(self) -> None:
         # Only the spelling is checked here: a config may be written on a machine without the
@@ -252,6 +286,32 @@ class TrainConfig:
         except (TypeError, ValueError) as error:  # TypeError: a task's own check met an odd type
             raise ValueError(f"task_params={params!r} is invalid: task {self.task!r}: {error}") from None
 
+    def _check_cell_params(self, task: Task) -> TaskParams:
+        """``cell_params`` (lists stored as tuples, so the config stays hashable), checked by
+        building the cell on the meta device: the preset's own validation, no memory."""
+        if not isinstance(self.cell_params, Mapping):
+            raise ValueError(f"cell_params={self.cell_params!r} is invalid: must be a dict of cell options")
+        params = {}
+        for key, value in self.cell_params.items():
+            scalar = (int, float, str, bool)
+            is_list = isinstance(value, list | tuple) and all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in value
+            )
+            if not (isinstance(key, str) and (isinstance(value, scalar) or is_list)):
+                raise ValueError(
+                    f"cell_params={dict(self.cell_params)!r} is invalid: {key}={value!r} must be an int, "
+                    "float, str, bool or a list of numbers"
+                )
+            params[key] = tuple(value) if is_list else value
+        if params:
+            with torch.device("meta"):
+                try:
+                    lag = task.memory_lag
+                    make_cell(self.cell, task.input_size, self.hidden_size, memory_lag=lag, params=params)
+                except ValueError as error:
+                    raise ValueError(f"cell_params={dict(self.cell_params)!r} is invalid: {error}") from None
+        return TaskParams(params)
+
     def make_task(self) -> Task:
         """The task this config trains on."""
         return tasks.make_task(self.task, **self.task_params)
@@ -267,7 +327,8 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Canonical JSON-safe dict: every field in declaration order, task_params sorted and complete."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {**values, "task_params": dict(self.task_params)}
+        cell_params = {k: list(v) if isinstance(v, tuple) else v for k, v in self.cell_params.items()}
+        return {**values, "task_params": dict(self.task_params), "cell_params": cell_params}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:

@@ -35,6 +35,7 @@ import torch
 from tqdm import tqdm
 
 from seqmem import io
+from seqmem.chunker import Chunker, make_chunker
 from seqmem.config import TrainConfig
 from seqmem.model import SequenceModel, make_model
 from tasks.base import Batch, Task
@@ -50,7 +51,9 @@ __all__ = [
     "SolvedEvaluations",
     "HochreiterStop",
     "Stopping",
+    "Model",
     "build_model",
+    "training_loss",
     "make_optimizer",
     "load_model",
     "denormals_flushed",
@@ -63,13 +66,15 @@ __all__ = [
 HOCHREITER_WINDOW = 2000
 HOCHREITER_MAX_LOSS = 0.01
 
+Model = SequenceModel | Chunker  # what config.model builds
+
 
 @dataclass(frozen=True)
 class ProbeContext:
     """What a callback sees at an evaluation.  The model is in train mode with gradients
     enabled (probes differentiate through it); a callback must not change its weights."""
 
-    model: SequenceModel
+    model: Model
     task: Task
     config: TrainConfig
     eval_batch: Batch
@@ -124,12 +129,36 @@ class RunResult:
 # -- models, optimisers, checkpoints ------------------------------------------------------------------
 
 
-def build_model(config: TrainConfig) -> SequenceModel:
-    """The model a run of ``config`` starts from: initialised from ``config.seed``, on CPU.
-    torch's global RNG is restored afterwards, so building has no side effects."""
+def build_model(config: TrainConfig) -> Model:
+    """The model a run of ``config`` starts from (``config.model``: a ``SequenceModel`` or a
+    ``Chunker``), initialised from ``config.seed``, on CPU.  torch's global RNG is restored
+    afterwards, so building has no side effects."""
+    build = make_chunker if config.model == "chunker" else make_model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return make_model(config.cell, config.make_task(), config.hidden_size)
+        return build(
+            config.cell,
+            config.make_task(),
+            config.hidden_size,
+            cell_params=config.cell_params,
+            input_to_output=config.input_to_output,
+        )
+
+
+def training_loss(
+    config: TrainConfig, model: Model, task: Task, outputs: torch.Tensor, batch: Batch
+) -> torch.Tensor:
+    """What a training step descends: the task's loss reduced by ``config.loss_reduction`` ('mean':
+    ``task.loss``; 'sequence_sum': each sequence's loss summed over its scored steps, averaged over
+    the batch), plus, for a ``Chunker``, its lower level's next-input prediction error."""
+    if config.loss_reduction == "mean":
+        loss = task.loss(outputs, batch)
+    else:
+        per_step = task.per_step_loss(outputs, batch) * batch.mask.to(outputs.dtype)
+        loss = per_step.sum() / batch.batch_size
+    if isinstance(model, Chunker):
+        loss = loss + model.prediction_loss
+    return loss
 
 
 def make_optimizer(config: TrainConfig, parameters: Sequence[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -140,7 +169,7 @@ def make_optimizer(config: TrainConfig, parameters: Sequence[torch.nn.Parameter]
     return torch.optim.Adam(parameters, lr=config.lr)
 
 
-def load_model(path: str | os.PathLike[str]) -> tuple[SequenceModel, TrainConfig]:
+def load_model(path: str | os.PathLike[str]) -> tuple[Model, TrainConfig]:
     """The model (on CPU) and the config of a checkpoint written by ``seqmem.io.save_checkpoint``."""
     state_dict, config_dict = io.load_checkpoint(path)
     config = TrainConfig.from_dict(config_dict)
@@ -253,7 +282,13 @@ class HochreiterStop(StoppingRule):
     ``task.sequence_correct``; for multiplication: fewer than 140 of 2,000 wrong, the paper's
     experiment 5 rule).  The loss is the task's own (squared error; cross-entropy for temporal
     order, where the paper used squared error too).  Judged on the outputs each step trained on,
-    as the paper's online learner was."""
+    as the paper's online learner was.
+
+    ``task.is_solved`` sees the task's full set of metrics over the window: ``loss``,
+    ``loss_ratio`` and ``error_rate`` per sequence, exactly over the last ``window`` sequences;
+    every other metric (``abs_error``, ``accuracy``, ...) as the mean of ``task.metrics`` over the
+    training batches that cover them, weighted by their sizes (exact when a batch is one
+    sequence, as in online learning; else over up to ``window + batch_size - 1`` sequences)."""
 
     status = "solved"
 
@@ -261,9 +296,10 @@ class HochreiterStop(StoppingRule):
         self, task: Task, window: int = HOCHREITER_WINDOW, max_loss: float = HOCHREITER_MAX_LOSS
     ) -> None:
         super().__init__()
-        self.task, self.max_loss = task, max_loss
+        self.task, self.window, self.max_loss = task, window, max_loss
         self.losses: deque[float] = deque(maxlen=window)
         self.correct: deque[bool] = deque(maxlen=window)
+        self.batch_metrics: deque[tuple[int, dict[str, float]]] = deque()
 
     def after_step(self, step: TrainingStep) -> None:
         self.triggered = self.update(step.outputs, step.batch) or self.triggered
@@ -277,12 +313,25 @@ class HochreiterStop(StoppingRule):
             )
             self.losses.extend(per_sequence.tolist())
             self.correct.extend(self.task.sequence_correct(outputs, batch).tolist())
-        if len(self.correct) < self.correct.maxlen:
+            self.batch_metrics.append((batch.batch_size, self.task.metrics(outputs, batch)))
+        while sum(n for n, _ in self.batch_metrics) - self.batch_metrics[0][0] >= self.window:
+            self.batch_metrics.popleft()
+        if len(self.correct) < self.window:
             return False
         loss = _mean(list(self.losses))
-        error_rate = 1.0 - sum(self.correct) / len(self.correct)
-        metrics = {"loss": loss, "loss_ratio": loss / self.task.baseline_loss(), "error_rate": error_rate}
-        return loss < self.max_loss and bool(self.task.is_solved(metrics))
+        if not loss < self.max_loss:
+            return False
+        sizes = np.array([n for n, _ in self.batch_metrics], dtype=float)
+        window_metrics = {
+            name: float(np.dot(sizes, [m[name] for _, m in self.batch_metrics]) / sizes.sum())
+            for name in self.batch_metrics[-1][1]
+        }
+        window_metrics.update(
+            loss=loss,
+            loss_ratio=loss / self.task.baseline_loss(),
+            error_rate=1.0 - sum(self.correct) / len(self.correct),
+        )
+        return bool(self.task.is_solved(window_metrics))
 
 
 @dataclass
@@ -346,7 +395,7 @@ def _generators(seed: int) -> tuple[torch.Generator, torch.Generator]:
     return torch.Generator().manual_seed(train_seed), torch.Generator().manual_seed(eval_seed)
 
 
-def _evaluate(model: SequenceModel, task: Task, batch: Batch) -> dict[str, float]:
+def _evaluate(model: Model, task: Task, batch: Batch) -> dict[str, float]:
     model.eval()
     with torch.no_grad():
         metrics = task.metrics(model(batch.inputs), batch)
@@ -467,7 +516,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), progress: boo
         while not stopping.done:
             batch = task.sample(config.batch_size, train_generator).to(device)
             outputs = model(batch.inputs)
-            loss = task.loss(outputs, batch)
+            loss = training_loss(config, model, task, outputs, batch)
             optimizer.zero_grad(set_to_none=True)  # also drops gradients a probe may have left
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm)

@@ -155,6 +155,18 @@ def test_make_model_sizes_for_task(preset):
     assert model(torch.randn(2, 4, 3)).shape == (2, 4, 2)
 
 
+def test_make_model_passes_cell_params_and_input_to_output():
+    model = make_model(
+        "lstm1997", StandInTask(), hidden_size=4, cell_params={"block_size": 2}, input_to_output=True
+    ).double()
+    assert model.cell.block_size == 2 and model.input_readout.bias is None
+    inputs = torch.randn(2, 5, 3, dtype=torch.float64)
+    _, states = model(inputs, return_states=True)
+    expected = model.readout(torch.stack(states.h, dim=1)) + inputs @ model.input_readout.weight.T
+    torch.testing.assert_close(model(inputs), expected, rtol=1e-12, atol=1e-12)
+    assert make_model("rnn", StandInTask(), hidden_size=4).input_readout is None
+
+
 def test_make_model_uses_memory_lag_for_chrono():
     model = make_model("lstm_chrono", StandInTask(memory_lag=5), hidden_size=500)
     b_f = (model.cell.bias_ih + model.cell.bias_hh)[500:1000]
