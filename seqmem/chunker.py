@@ -71,6 +71,7 @@ class Chunker(nn.Module):
         output_size: int,
         time_scale: float,
         input_to_output: bool = False,
+        logistic_output: bool = False,
     ) -> None:
         super().__init__()
         expected = {"lower": (input_size, hidden_size), "higher": (input_size + 1, hidden_size)}
@@ -88,6 +89,7 @@ class Chunker(nn.Module):
         self.predictor = nn.Linear(input_size + hidden_size, input_size)
         self.readout = nn.Linear(2 * hidden_size, output_size)
         self.input_readout = nn.Linear(input_size, output_size, bias=False) if input_to_output else None
+        self.logistic_output = logistic_output
         self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, output_size
         self.time_scale = float(time_scale)
         self.preset = f"chunker({lower.preset})"
@@ -135,6 +137,8 @@ class Chunker(nn.Module):
         outputs = self.readout(hidden)
         if self.input_readout is not None:
             outputs = outputs + self.input_readout(inputs)
+        if self.logistic_output:
+            outputs = torch.sigmoid(outputs)
         if torch.is_grad_enabled():
             # squared error of the guesses x^_1 .. x^_{L-1}, summed over units (x^_0 guesses nothing)
             self.prediction_loss = (guesses[:, 1:] - inputs[:, 1:]).square().sum(-1).mean()
@@ -178,6 +182,7 @@ def make_chunker(
     *,
     cell_params: Mapping[str, Any] | None = None,
     input_to_output: bool = False,
+    logistic_output: bool = False,
 ) -> Chunker:
     """A ``Chunker`` whose two levels are cells of ``preset`` (with options ``cell_params``), sized
     for ``task``; its time stamps are scaled by the task's longest lag."""
@@ -186,4 +191,5 @@ def make_chunker(
         make_cell(preset, size, hidden_size, memory_lag=lag, params=cell_params)
         for size in (task.input_size, task.input_size + 1)
     ]
-    return Chunker(*cells, task.input_size, hidden_size, task.output_size, lag + 1, input_to_output)
+    sizes = (task.input_size, hidden_size, task.output_size)
+    return Chunker(*cells, *sizes, lag + 1, input_to_output, logistic_output)

@@ -64,6 +64,8 @@ class SequenceModel(nn.Module):
     comparisons; results are equal).  ``input_to_output=True`` adds ``input_readout``, a
     ``Linear(input_size, output_size, bias=False)`` from the step's input to its output (the nets
     of Hochreiter & Schmidhuber's experiment 2, where every layer sees all layers below).
+    ``logistic_output=True`` squashes the outputs with the logistic sigmoid (that paper's output
+    units, for targets in [0, 1]).
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class SequenceModel(nn.Module):
         output_size: int,
         fused: bool = True,
         input_to_output: bool = False,
+        logistic_output: bool = False,
     ) -> None:
         super().__init__()
         if (cell.input_size, cell.hidden_size) != (input_size, hidden_size):
@@ -86,6 +89,7 @@ class SequenceModel(nn.Module):
         self.cell = cell
         self.readout = nn.Linear(hidden_size, output_size)
         self.input_readout = nn.Linear(input_size, output_size, bias=False) if input_to_output else None
+        self.logistic_output = logistic_output
         self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, output_size
         self.fused = fused
         self.preset = cell.preset
@@ -114,6 +118,8 @@ class SequenceModel(nn.Module):
         outputs = self.readout(hidden)
         if self.input_readout is not None:
             outputs = outputs + self.input_readout(inputs)
+        if self.logistic_output:
+            outputs = torch.sigmoid(outputs)
         return (outputs, states) if return_states else outputs
 
 
@@ -124,9 +130,10 @@ def make_model(
     *,
     cell_params: Mapping[str, Any] | None = None,
     input_to_output: bool = False,
+    logistic_output: bool = False,
 ) -> SequenceModel:
     """A ``SequenceModel`` with cell ``preset`` (and its options ``cell_params``) sized for
     ``task`` (its input/output sizes; its ``memory_lag`` is the T_max of chrono initialisation)."""
     cell = make_cell(preset, task.input_size, hidden_size, memory_lag=task.memory_lag, params=cell_params)
     sizes = (task.input_size, hidden_size, task.output_size)
-    return SequenceModel(cell, *sizes, input_to_output=input_to_output)
+    return SequenceModel(cell, *sizes, input_to_output=input_to_output, logistic_output=logistic_output)

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from seqmem import io
 from seqmem.chunker import Chunker, make_chunker
-from seqmem.config import TrainConfig
+from seqmem.config import TrainConfig, hochreiter_rule
 from seqmem.model import SequenceModel, make_model
 from tasks.base import Batch, Task
 
@@ -60,11 +60,6 @@ __all__ = [
     "flushing_denormals",
     "train",
 ]
-
-# Hochreiter & Schmidhuber (1997), experiment 4: stop once the average training error is below
-# 0.01 and the 2,000 most recent training sequences were processed correctly.
-HOCHREITER_WINDOW = 2000
-HOCHREITER_MAX_LOSS = 0.01
 
 Model = SequenceModel | Chunker  # what config.model builds
 
@@ -136,29 +131,38 @@ def build_model(config: TrainConfig) -> Model:
     build = make_chunker if config.model == "chunker" else make_model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return build(
+        model = build(
             config.cell,
             config.make_task(),
             config.hidden_size,
             cell_params=config.cell_params,
             input_to_output=config.input_to_output,
+            logistic_output=config.logistic_output,
         )
+        if config.readout_init_range is not None:
+            with torch.no_grad():
+                for readout in (model.readout, model.input_readout):
+                    for parameter in readout.parameters() if readout is not None else ():
+                        parameter.uniform_(-config.readout_init_range, config.readout_init_range)
+    return model
 
 
 def training_loss(
     config: TrainConfig, model: Model, task: Task, outputs: torch.Tensor, batch: Batch
-) -> torch.Tensor:
-    """What a training step descends: the task's loss reduced by ``config.loss_reduction`` ('mean':
-    ``task.loss``; 'sequence_sum': each sequence's loss summed over its scored steps, averaged over
-    the batch), plus, for a ``Chunker``, its lower level's next-input prediction error."""
-    if config.loss_reduction == "mean":
-        loss = task.loss(outputs, batch)
-    else:
-        per_step = task.per_step_loss(outputs, batch) * batch.mask.to(outputs.dtype)
-        loss = per_step.sum() / batch.batch_size
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(objective, task loss): what a training step descends, and the task's own loss of the batch
+    (``task.loss``, what the history and the divergence bound report).  The objective is the task's
+    loss reduced by ``config.loss_reduction`` ('mean': ``task.loss``; 'sequence_sum': each
+    sequence's loss summed over its scored steps, averaged over the batch) plus, for a
+    ``Chunker``, its lower level's next-input prediction error."""
+    task_loss = objective = task.loss(outputs, batch)
+    if config.loss_reduction == "sequence_sum":
+        objective = (
+            task.per_step_loss(outputs, batch) * batch.mask.to(outputs.dtype)
+        ).sum() / batch.batch_size
     if isinstance(model, Chunker):
-        loss = loss + model.prediction_loss
-    return loss
+        objective = objective + model.prediction_loss
+    return objective, task_loss
 
 
 def make_optimizer(config: TrainConfig, parameters: Sequence[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -277,8 +281,10 @@ class SolvedEvaluations(StoppingRule):
 
 class HochreiterStop(StoppingRule):
     """The stopping rule of Hochreiter & Schmidhuber (1997) on the stream of training sequences:
-    the mean loss of the ``window`` most recent training sequences is below ``max_loss`` and they
-    pass ``task.is_solved`` (for the adding and temporal order tasks: all of them correct by
+    the mean loss of the ``window`` most recent training sequences is below ``max_loss`` (by default
+    the paper's for the task, ``seqmem.config.hochreiter_rule``: 2,000 and 0.01 for experiments 4-6)
+    and they pass
+    ``task.is_solved`` (for the adding and temporal order tasks: all of them correct by
     ``task.sequence_correct``; for multiplication: fewer than 140 of 2,000 wrong, the paper's
     experiment 5 rule).  The loss is the task's own (squared error; cross-entropy for temporal
     order, where the paper used squared error too).  Judged on the outputs each step trained on,
@@ -292,13 +298,14 @@ class HochreiterStop(StoppingRule):
 
     status = "solved"
 
-    def __init__(
-        self, task: Task, window: int = HOCHREITER_WINDOW, max_loss: float = HOCHREITER_MAX_LOSS
-    ) -> None:
+    def __init__(self, task: Task, window: int | None = None, max_loss: float | None = None) -> None:
         super().__init__()
-        self.task, self.window, self.max_loss = task, window, max_loss
-        self.losses: deque[float] = deque(maxlen=window)
-        self.correct: deque[bool] = deque(maxlen=window)
+        paper_window, paper_max_loss = hochreiter_rule(task.name)
+        self.task = task
+        self.window = paper_window if window is None else window
+        self.max_loss = paper_max_loss if max_loss is None else max_loss
+        self.losses: deque[float] = deque(maxlen=self.window)
+        self.correct: deque[bool] = deque(maxlen=self.window)
         self.batch_metrics: deque[tuple[int, dict[str, float]]] = deque()
 
     def after_step(self, step: TrainingStep) -> None:
@@ -516,9 +523,9 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), progress: boo
         while not stopping.done:
             batch = task.sample(config.batch_size, train_generator).to(device)
             outputs = model(batch.inputs)
-            loss = training_loss(config, model, task, outputs, batch)
+            objective, loss = training_loss(config, model, task, outputs, batch)
             optimizer.zero_grad(set_to_none=True)  # also drops gradients a probe may have left
-            loss.backward()
+            objective.backward()
             norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm)
             step, seen = step + 1, seen + config.batch_size
             record = TrainingStep(step, loss.item(), norm.item(), outputs.detach(), batch)

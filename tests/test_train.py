@@ -385,11 +385,16 @@ def test_sequence_sum_loss_sums_each_sequences_scored_steps():
     task = tasks.make_task("long_lag", p=6, variant="2b")
     batch = task.sample(4, torch.Generator().manual_seed(0))
     outputs = torch.randn(4, 6, task.output_size)
-    mean = training_loss(tiny(), build_model(tiny()), task, outputs, batch)
-    summed = training_loss(tiny(loss_reduction="sequence_sum"), build_model(tiny()), task, outputs, batch)
+    mean, reported = training_loss(tiny(), build_model(tiny()), task, outputs, batch)
+    summed, same = training_loss(
+        tiny(loss_reduction="sequence_sum"), build_model(tiny()), task, outputs, batch
+    )
     per_step = torch.nn.functional.cross_entropy(outputs.transpose(1, 2), batch.targets, reduction="none")
     torch.testing.assert_close(mean, per_step.mean())
     torch.testing.assert_close(summed, per_step.sum(dim=1).mean())
+    # the task's loss is what the history and the divergence bound see, whatever is descended
+    torch.testing.assert_close(reported, task.loss(outputs, batch))
+    torch.testing.assert_close(same, reported)
 
 
 def test_the_chunker_trains_on_the_task_loss_plus_its_prediction_loss():
@@ -397,8 +402,9 @@ def test_the_chunker_trains_on_the_task_loss_plus_its_prediction_loss():
     model, task = build_model(config), config.make_task()
     batch = task.sample(4, torch.Generator().manual_seed(0))
     outputs = model(batch.inputs)
-    loss = training_loss(config, model, task, outputs, batch)
-    torch.testing.assert_close(loss, task.loss(outputs, batch) + model.prediction_loss)
+    objective, loss = training_loss(config, model, task, outputs, batch)
+    torch.testing.assert_close(loss, task.loss(outputs, batch))
+    torch.testing.assert_close(objective, loss + model.prediction_loss)
 
 
 def test_callbacks_see_every_evaluation_and_cannot_disturb_training():
