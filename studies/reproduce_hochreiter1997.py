@@ -61,9 +61,16 @@ from seqmem.cli import main_for_study
 from seqmem.config import RunConfig
 from seqmem.sweep import Study
 
-MODERN = {"optimizer": "adam", "lr": 1e-2, "batch_size": 32, "grad_clip": 1.0, "hidden_size": 64}
-# one sequence per update; a held-out evaluation every 2,000 of them (a history row, not the stop)
-ONLINE = {"optimizer": "sgd", "momentum": 0.0, "batch_size": 1, "grad_clip": None, "eval_every": 2000}
+MODERN = {
+    "optimizer": "adam",
+    "lr": 1e-2,
+    "batch_size": 32,
+    "grad_clip": 1.0,
+    "hidden_size": 64,
+    "eval_every": 500,
+}
+# one sequence per update; a held-out evaluation every 5,000 of them (a history row, not the stop)
+ONLINE = {"optimizer": "sgd", "momentum": 0.0, "batch_size": 1, "grad_clip": None, "eval_every": 5000}
 MODERN_CELLS = ["lstm_chrono", "gru", "rnn"]
 PRESETS = ("quick", "full", "paper")
 
@@ -224,7 +231,7 @@ QUICK_MODELS = {"4": ["lstm_chrono", "rnn"], "2a": ["lstm1997"]}
 
 def _part(experiment: Experiment) -> list[Study]:
     """The grids of one experiment: lstm1997 and the modern cells, and the chunker where it runs."""
-    base = {"task": experiment.task, "task_params": experiment.task_params, **experiment.protocol, **MODERN}
+    base = {**MODERN, "task": experiment.task, "task_params": experiment.task_params, **experiment.protocol}
     presets = {}
     for preset in (p for p in PRESETS if p in experiment.budget):
         cells = QUICK_MODELS[experiment.key] if preset == "quick" else ["lstm1997", *MODERN_CELLS]

@@ -122,6 +122,9 @@ INVALID = [
     ("input_to_output", 1),
     ("model", "transformer"),
     ("loss_reduction", "max"),
+    ("logistic_output", "yes"),
+    ("readout_init_range", 0.0),
+    ("readout_init_range", float("nan")),
 ]
 
 
@@ -158,6 +161,12 @@ def test_cell_params_reach_the_preset_are_checked_by_it_and_round_trip():
         ValueError, match=r"^cell_params=\{'block_size': 3\} is invalid: block_size=3 is invalid"
     ):
         tiny(cell="lstm1997", hidden_size=4, cell_params={"block_size": 3})
+
+
+def test_logistic_outputs_need_a_regression_task():
+    assert tiny(logistic_output=True).logistic_output  # adding: a regression task
+    with pytest.raises(ValueError, match=r"^logistic_output=True is invalid for task 'copy': [^\n]+$"):
+        tiny(task="copy", task_params={"delay": 5}, logistic_output=True)
 
 
 def test_numbers_are_canonical():

@@ -381,6 +381,18 @@ def test_interrupted_streak_is_not_solved(monkeypatch):
     assert result.history["solved"].tolist() == [True, False] * 3 + [True]
 
 
+def test_build_model_draws_the_readout_from_the_given_range_and_squashes_its_outputs():
+    config = tiny(readout_init_range=0.05, logistic_output=True, input_to_output=True)
+    model, default = build_model(config), build_model(tiny())
+    for layer in (model.readout, model.input_readout):
+        values = torch.cat([p.flatten() for p in layer.parameters()])
+        assert values.abs().max() <= 0.05 and values.abs().max() > 0.02
+    assert torch.equal(model.cell.weight_hh, default.cell.weight_hh)  # the cell is drawn as before
+    batch = config.make_task().sample(3, torch.Generator().manual_seed(0))
+    outputs = model(batch.inputs)
+    assert ((outputs > 0) & (outputs < 1)).all()
+
+
 def test_sequence_sum_loss_sums_each_sequences_scored_steps():
     task = tasks.make_task("long_lag", p=6, variant="2b")
     batch = task.sample(4, torch.Generator().manual_seed(0))
