@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from seqmem.cells import RecurrentCell, make_cell
-from seqmem.model import UnrolledStates
+from seqmem.model import UnrolledStates, unroll
 from tasks.base import Task, check_choice
 
 __all__ = ["Chunker", "ChunkerLevel", "LEVELS", "SURPRISE", "make_chunker"]
@@ -96,33 +96,47 @@ class Chunker(nn.Module):
         self.prediction_loss: Tensor | None = None
         self.surprises: Tensor | None = None
 
-    def unroll(self, inputs: Tensor) -> tuple[UnrolledStates, UnrolledStates, Tensor, Tensor]:
-        """Both levels over ``inputs`` (B, L, I): their states, the predictions x^_t of every step
-        (B, L, I; zeros at t = 0) and the surprises (B, L)."""
+    def unroll(
+        self, inputs: Tensor, return_states: bool = True
+    ) -> tuple[Tensor, Tensor, dict[str, UnrolledStates]]:
+        """Both levels over ``inputs`` (B, L, I): their outputs h (B, L, 2 hidden_size), the
+        guesses x^_{t+1} made at every step (B, L, I) and, with ``return_states``, both levels'
+        ``UnrolledStates`` by name.
+
+        The lower level runs first, on every input (its fused path where it has one and no states
+        are asked for); its guesses decide the surprises at once; then the higher level steps
+        through time, running only where some sequence is surprised (its fused path where every
+        input is a surprise).  Its gates at other steps are those of its last run."""
         batch, length, _ = inputs.shape
+        low_hidden = None if return_states else self.lower.fast_hidden_states(inputs, self.training)
+        levels = {}
+        if low_hidden is None:
+            levels["lower"] = unroll(self.lower, inputs)
+            low_hidden = torch.stack(levels["lower"].h, dim=1)
+        guesses = self.predictor(torch.cat([inputs, low_hidden], dim=-1))  # guesses[:, t]: x_{t+1}
+        with torch.no_grad():
+            missed = (guesses[:, :-1] - inputs[:, 1:]).abs().amax(dim=-1) >= SURPRISE
+            self.surprises = torch.cat([missed.new_ones(batch, 1), missed], dim=1)
         times = torch.arange(length, device=inputs.device, dtype=inputs.dtype) / self.time_scale
         stamped = torch.cat([inputs, times[None, :, None].expand(batch, -1, 1)], dim=-1)
-        low_inputs, high_inputs = self.lower.project_input(inputs), self.higher.project_input(stamped)
-        low = self.lower.initial_state(batch, device=inputs.device, dtype=inputs.dtype)
+        if not return_states and bool(self.surprises.all()):  # every input went up: a plain unroll
+            high_hidden = self.higher.fast_hidden_states(stamped, self.training)
+            if high_hidden is not None:
+                return torch.cat([low_hidden, high_hidden], dim=-1), guesses, levels
+        high_inputs = self.higher.project_input(stamped)
         high = self.higher.initial_state(batch, device=inputs.device, dtype=inputs.dtype)
-        guess = inputs.new_zeros(batch, self.input_size)
-        runs: dict[str, list[tuple[tuple[Tensor, ...], dict[str, Tensor]]]] = {name: [] for name in LEVELS}
-        guesses, surprises = [], []
+        steps = []
         for t in range(length):
-            with torch.no_grad():
-                missed = (guess - inputs[:, t]).abs().amax(dim=-1) >= SURPRISE
-                surprise = missed | (t == 0)
-            low, low_gates = self.lower.recur(low_inputs[:, t], low)
-            stepped, high_gates = self.higher.recur(high_inputs[:, t], high)
-            keep = surprise[:, None]
-            high = tuple(torch.where(keep, new, old) for new, old in zip(stepped, high, strict=True))
-            runs["lower"].append((low, low_gates))
-            runs["higher"].append((high, high_gates))
-            guesses.append(guess)
-            surprises.append(surprise)
-            guess = self.predictor(torch.cat([inputs[:, t], low[0]], dim=-1))
-        levels = [UnrolledStates.collect(getattr(self, name), runs[name]) for name in LEVELS]
-        return levels[0], levels[1], torch.stack(guesses, dim=1), torch.stack(surprises, dim=1)
+            surprise = self.surprises[:, t, None]
+            if surprise.any():
+                stepped, gates = self.higher.recur(high_inputs[:, t], high)
+                high = tuple(torch.where(surprise, new, old) for new, old in zip(stepped, high, strict=True))
+            else:  # carried over unchanged, as its own node: dL/dh_t stays the derivative at step t
+                high = tuple(block.view_as(block) for block in high)
+            steps.append((high, gates))
+        levels["higher"] = UnrolledStates.collect(self.higher, steps)
+        hidden = torch.cat([low_hidden, torch.stack(levels["higher"].h, dim=1)], dim=-1)
+        return hidden, guesses, levels
 
     def forward(
         self, inputs: Tensor, return_states: bool = False
@@ -132,18 +146,16 @@ class Chunker(nn.Module):
         if inputs.dim() != 3 or inputs.shape[1] < 1 or inputs.shape[-1] != self.input_size:
             allowed = f"(batch, length >= 1, {self.input_size})"
             raise ValueError(f"inputs shape={tuple(inputs.shape)} is invalid: must be {allowed}")
-        lower, higher, guesses, surprises = self.unroll(inputs)
-        hidden = torch.cat([torch.stack(lower.h, dim=1), torch.stack(higher.h, dim=1)], dim=-1)
+        hidden, guesses, levels = self.unroll(inputs, return_states)
         outputs = self.readout(hidden)
         if self.input_readout is not None:
             outputs = outputs + self.input_readout(inputs)
         if self.logistic_output:
             outputs = torch.sigmoid(outputs)
         if torch.is_grad_enabled():
-            # squared error of the guesses x^_1 .. x^_{L-1}, summed over units (x^_0 guesses nothing)
-            self.prediction_loss = (guesses[:, 1:] - inputs[:, 1:]).square().sum(-1).mean()
-        self.surprises = surprises
-        return (outputs, {"lower": lower, "higher": higher}) if return_states else outputs
+            # squared error of the guesses of x_1 .. x_{L-1}, summed over units
+            self.prediction_loss = (guesses[:, :-1] - inputs[:, 1:]).square().sum(-1).mean()
+        return (outputs, levels) if return_states else outputs
 
     def level(self, name: str) -> ChunkerLevel:
         """A view of this chunker that reports the states of level ``name`` ('lower', 'higher')."""

@@ -1,9 +1,10 @@
 """SequenceModel: a recurrent cell unrolled over time with a linear readout at every step.
 
-There is one unroll loop (``SequenceModel.unroll``): the input projection of all steps is one
-matmul before the loop, then the cell's recurrence runs step by step.  It serves
-``return_states=True`` (the analysis needs every state in the autograd graph) and every cell
-without a fast path (the 1997 LSTM without forget gate, any new cell that only writes ``recur``).
+There is one unroll loop (``unroll``, which ``SequenceModel.unroll`` and the chunker's lower level
+run): the input projection of all steps is one matmul before the loop, then the cell's recurrence
+runs step by step.  It serves ``return_states=True`` (the analysis needs every state in the
+autograd graph) and every cell without a fast path (the 1997 LSTM without forget gate, any new
+cell that only writes ``recur``).
 
 Otherwise ``forward`` takes the cell's fast whole-sequence path (``cell.fast_hidden_states``):
 torch.nn's fused RNN/LSTM/GRU kernel run on the cell's own tensors, or for a vanilla RNN on the
@@ -23,7 +24,7 @@ from seqmem.cells import RecurrentCell, make_cell
 from seqmem.cells.base import State
 from tasks.base import Task
 
-__all__ = ["UnrolledStates", "SequenceModel", "make_model"]
+__all__ = ["UnrolledStates", "SequenceModel", "unroll", "make_model"]
 
 
 @dataclass
@@ -96,13 +97,7 @@ class SequenceModel(nn.Module):
 
     def unroll(self, inputs: Tensor) -> UnrolledStates:
         """Run the cell over ``inputs`` (B, L, I) step by step, keeping every state and gate."""
-        cell = self.cell
-        state = cell.initial_state(inputs.shape[0], device=inputs.device, dtype=inputs.dtype)
-        steps = []
-        for x_proj in cell.project_input(inputs).unbind(dim=1):
-            state, step_gates = cell.recur(x_proj, state)
-            steps.append((state, step_gates))
-        return UnrolledStates.collect(cell, steps)
+        return unroll(self.cell, inputs)
 
     def forward(self, inputs: Tensor, return_states: bool = False) -> Tensor | tuple[Tensor, UnrolledStates]:
         """Outputs (B, L, output_size); with ``return_states`` also the ``UnrolledStates``."""
@@ -121,6 +116,17 @@ class SequenceModel(nn.Module):
         if self.logistic_output:
             outputs = torch.sigmoid(outputs)
         return (outputs, states) if return_states else outputs
+
+
+def unroll(cell: RecurrentCell, inputs: Tensor) -> UnrolledStates:
+    """The one unroll loop: ``cell`` over ``inputs`` (B, L, I) from the zero state, step by step,
+    keeping every state and gate (the input projection of all steps is one matmul before it)."""
+    state = cell.initial_state(inputs.shape[0], device=inputs.device, dtype=inputs.dtype)
+    steps = []
+    for x_proj in cell.project_input(inputs).unbind(dim=1):
+        state, step_gates = cell.recur(x_proj, state)
+        steps.append((state, step_gates))
+    return UnrolledStates.collect(cell, steps)
 
 
 def make_model(
