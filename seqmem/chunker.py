@@ -193,15 +193,14 @@ def make_chunker(
     hidden_size: int,
     *,
     cell_params: Mapping[str, Any] | None = None,
-    input_to_output: bool = False,
-    logistic_output: bool = False,
+    **readout: bool,
 ) -> Chunker:
     """A ``Chunker`` whose two levels are cells of ``preset`` (with options ``cell_params``), sized
-    for ``task``; its time stamps are scaled by the task's longest lag."""
+    for ``task``; its time stamps are scaled by the task's longest lag.  ``readout``:
+    ``input_to_output`` and ``logistic_output``, as ``make_model`` takes them."""
     lag = task.memory_lag
     cells = [
         make_cell(preset, size, hidden_size, memory_lag=lag, params=cell_params)
         for size in (task.input_size, task.input_size + 1)
     ]
-    sizes = (task.input_size, hidden_size, task.output_size)
-    return Chunker(*cells, *sizes, lag + 1, input_to_output, logistic_output)
+    return Chunker(*cells, task.input_size, hidden_size, task.output_size, lag + 1, **readout)

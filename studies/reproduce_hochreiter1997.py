@@ -205,24 +205,18 @@ EXPERIMENTS = [
         SEEDS,
         {"full": 200_000, "paper": 2_000_000},
     ),
-    Experiment(
-        "6a",
-        "temporal_order",
-        {"length": 100, "n_markers": 2},
-        STREAM,
-        paper_net(4, 0.5, 0.1, block_size=2, input_gate_bias=[-2, -4]),
-        SEEDS,
-        {"full": 100_000, "paper": 2_000_000},
-    ),
-    Experiment(
-        "6b",
-        "temporal_order",
-        {"length": 100, "n_markers": 3},
-        STREAM,
-        paper_net(6, 0.1, 0.1, block_size=2, input_gate_bias=[-2, -4, -6]),
-        SEEDS,
-        {"full": 100_000, "paper": 2_000_000},
-    ),
+    *[
+        Experiment(
+            f"6{variant}",
+            "temporal_order",
+            {"length": 100, "n_markers": markers},
+            STREAM,
+            paper_net(2 * markers, alpha, 0.1, block_size=2, input_gate_bias=[-2, -4, -6][:markers]),
+            SEEDS,
+            {"full": 100_000, "paper": 2_000_000},
+        )
+        for variant, markers, alpha in (("a", 2, 0.5), ("b", 3, 0.1))
+    ],
 ]
 # quick: experiment 4 (T = 100) with the modern LSTM and the tanh RNN only; 2a with lstm1997 and
 # the chunker only

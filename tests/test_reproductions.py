@@ -97,12 +97,17 @@ def test_arjovsky_hidden_sizes_per_cell_and_task(arjovsky):
 
 
 @pytest.mark.slow
-def test_hochreiter_quick_lstm_solves_the_adding_problem_and_the_rnn_does_not(hochreiter, tmp_path):
+def test_hochreiter_quick_shows_the_papers_findings(hochreiter, tmp_path):
+    """Experiment 4: the modern LSTM solves adding, the tanh RNN does not; experiment 2a: the
+    paper-sized 1997 LSTM and the chunker both solve it."""
     study_dir = run_study(hochreiter, "quick", out=tmp_path, workers=2, progress=False)
-    table = hochreiter_table(load_study(study_dir).runs).set_index("model")
-    assert table.loc["lstm_chrono", "solved"] == "1/1"
-    assert table.loc["lstm_chrono", "wrong_per_2560"] < 0.01 * 2560
-    assert table.loc["rnn", "solved"] == "0/1"
+    table = hochreiter_table(load_study(study_dir).runs).set_index(["experiment", "model"])
+    assert table.loc[("4", "lstm_chrono"), "solved"] == "1/1"
+    assert table.loc[("4", "lstm_chrono"), "wrong_per_2560"] < 0.01 * 2560
+    assert table.loc[("4", "rnn"), "solved"] == "0/1"
+    for model in ("lstm1997", "chunker(rnn)"):
+        assert table.loc[("2a", model), "solved"] == "1/1", model
+        assert table.loc[("2a", model), "wrong_per_2560"] == 0
 
 
 @pytest.mark.slow
