@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from seqmem.analysis import gradient_norms_by_lag
+from seqmem.analysis import gradient_norms_by_lag, make_probe
 from seqmem.cells import LSTM1997Cell, make_cell
 from seqmem.cells.base import Transition
-from seqmem.config import TrainConfig
+from seqmem.config import ProbeConfig, TrainConfig
 from seqmem.model import SequenceModel
 from seqmem.train import train
 from tasks import make_task
@@ -344,3 +344,29 @@ def test_the_experiment_2_net_learns_a_short_noise_free_lag_online():
     assert result.status == "solved"
     assert result.sequences_seen - 10_000 < 3_000  # sequences before the 10,000 right ones
     assert result.final_metrics["error_rate"] == 0.0
+
+
+def test_trains_and_is_probed_and_its_carousel_is_the_identity():
+    """A cell like the others: train() and the probe run on it.  The product dc_T/dc_t of its
+    truncated step Jacobians is the identity at every lag (spectral norm 1, Frobenius sqrt(H)), and
+    dh_T/dh_t vanishes beyond lag 0."""
+    config = TrainConfig(
+        task="adding",
+        task_params={"length": 20, "variant": "hochreiter1997"},
+        cell="lstm1997",
+        hidden_size=4,
+        cell_params={"block_size": 2},
+        batch_size=8,
+        max_steps=4,
+        eval_every=2,
+        eval_batch_size=16,
+    )
+    result = train(config, [make_probe(ProbeConfig(batch_size=6, jacobian_batch_size=2, lyapunov_k=4))])
+    probes = result.probes.set_index("quantity")
+    assert {"gate_i", "gate_o", "cell_grad_norm", "lyapunov"} <= set(probes.index)
+    assert "gate_f" not in probes.index  # no forget gate: left out, not faked
+    np.testing.assert_allclose(probes.loc["cell_jacobian_spectral", "value"], 1.0, rtol=1e-12)
+    np.testing.assert_allclose(probes.loc["cell_jacobian_frobenius", "value"], 2.0, rtol=1e-12)
+    hidden = probes.loc["jacobian_spectral"]
+    assert (hidden.loc[hidden["lag"] > 0, "value"] == 0).all()
+    assert np.isfinite(result.probes["value"]).all()
