@@ -41,13 +41,18 @@ success up to the start of that window, which is how the paper's counts read (2a
 (ST2, ``stopping='eval'``).  The final test: 2,560 fresh sequences (256 for experiments 1 and 3).
 
 Budgets.  ``full`` must fit about 90 minutes on 2 cores, and the paper-sized nets learn one
-sequence at a time (their cost per sequence, measured: ``COST_MS``), so each run gets the budget
-below (``BUDGET``), and the long ones are capped far below the paper's sequence counts: 3c
-(paper: 269,650), 4 at T = 500 (209,000) and T = 1000 (853,000), 5 (482,000) and 6b (571,100) are
-reported as not reached within the budget.  ``paper`` is the unscaled protocol (10 seeds, the
-paper's budgets) for a cluster: ``python studies/reproduce_hochreiter1997.py --preset paper
---executor dask --scheduler ADDR``.  ``quick`` (seconds to a minute): experiment 4 at T = 100,
-lstm_chrono against the tanh RNN, and experiment 2a, lstm1997 and the chunker.
+sequence at a time: about 6 ms per sequence of 100 steps on an idle core (the numpy loop of
+seqmem/cells/lstm1997.py), 30 ms at T = 500, 60 ms at T = 1000; the chunker 5-10 ms.  So every
+online run gets its experiment's budget (``Experiment.budget``: 120,000 sequences for adding
+T = 100, whose paper mean is 74,000; 5,000-60,000 elsewhere), the modern cells 100,000
+(``MODERN_BUDGET``), and the long ones are left far below the paper's counts: 3c (paper: 269,650),
+4 at T = 500 (209,000) and T = 1000 (853,000), 5 (482,000) and 6b (571,100) are reported as not
+reached within the budget.  Estimate for ``full`` (108 runs, 2 seeds): the online runs' budgets
+add up to about 2 hours of one core if no run stops early, the modern cells' to about 1 hour
+(their T = 100 runs stop early, T = 500/1000 do not); about 90 minutes on 2 cores, more on a busy
+machine.  ``paper`` is the unscaled protocol (10 seeds, the paper's budgets) for a cluster:
+``python studies/reproduce_hochreiter1997.py --preset paper --executor dask --scheduler ADDR``.
+``quick`` (about a minute): experiment 4 at T = 100, lstm_chrono against the tanh RNN.
 
     python studies/reproduce_hochreiter1997.py --preset quick
     python studies/reproduce_hochreiter1997.py --preset full
@@ -106,22 +111,24 @@ CHUNKER = {
 
 @dataclass(frozen=True)
 class Experiment:
-    """One experiment: its task, protocol, paper-sized net, and per preset the seeds and the
-    training budget (sequences; None: not in that preset)."""
+    """One experiment: its task, protocol and paper-sized net, the online nets' training budget
+    per preset (sequences; the modern cells get ``MODERN_BUDGET``), whether the chunker runs it,
+    and the models it runs in ``quick`` (none: not in ``quick``)."""
 
     key: str
     task: str
     task_params: dict
     protocol: dict
     net: dict
-    seeds: dict
     budget: dict
     chunker: bool = False
+    quick: tuple[str, ...] = ()
 
 
 STREAM = {"stopping": "hochreiter1997", "eval_batch_size": 2560}
 TEST_SET = {"stopping": "eval", "eval_batch_size": 256}  # experiment 3: ST2 on 256 test sequences
 SEEDS = {"quick": [0], "full": [0, 1], "paper": list(range(10))}
+MODERN_BUDGET = {"quick": 64_000, "full": 100_000, "paper": 2_000_000}
 
 EXPERIMENTS = [
     Experiment(
@@ -131,8 +138,7 @@ EXPERIMENTS = [
         {"stopping": "hochreiter1997", "eval_batch_size": 256},
         paper_net(6, 0.5, 0.2, block_size=2, bias="gates", output_gate_bias=[-1, -2, -3])
         | {"loss_reduction": "sequence_sum"},
-        SEEDS,
-        {"full": 40_000, "paper": 200_000},
+        {"full": 20_000, "paper": 200_000},
     ),
     Experiment(
         "2a",
@@ -140,8 +146,7 @@ EXPERIMENTS = [
         {"p": 100, "variant": "2a"},
         STREAM,
         EXPERIMENT_2_NET,
-        SEEDS,
-        {"quick": 20_000, "full": 30_000, "paper": 5_000_000},
+        {"full": 20_000, "paper": 5_000_000},
         chunker=True,
     ),
     Experiment(
@@ -150,8 +155,7 @@ EXPERIMENTS = [
         {"p": 100, "variant": "2b"},
         STREAM,
         EXPERIMENT_2_NET,
-        SEEDS,
-        {"full": 30_000, "paper": 5_000_000},
+        {"full": 20_000, "paper": 5_000_000},
         chunker=True,
     ),
     Experiment(
@@ -160,8 +164,7 @@ EXPERIMENTS = [
         {"q": 100, "p": 100},
         STREAM,
         paper_net(2, 0.01, 0.2, bias="none"),
-        SEEDS,
-        {"full": 60_000, "paper": 5_000_000},
+        {"full": 40_000, "paper": 5_000_000},
     ),
     *[
         Experiment(
@@ -171,13 +174,12 @@ EXPERIMENTS = [
             TEST_SET | {"eval_every": 50},  # every 1,600 sequences
             paper_net(3, alpha / 2, 0.1, input_gate_bias=[-1, -3, -5], output_gate_bias=[-2, -4, -6])
             | {"logistic_output": True, "eval_every": 500},
-            SEEDS,
             budget,
         )
         for variant, alpha, budget in (
-            ("a", 1.0, {"full": 80_000, "paper": 1_000_000}),
-            ("b", 1.0, {"full": 80_000, "paper": 1_000_000}),
-            ("c", 0.1, {"full": 80_000, "paper": 2_000_000}),
+            ("a", 1.0, {"full": 40_000, "paper": 1_000_000}),
+            ("b", 1.0, {"full": 40_000, "paper": 1_000_000}),
+            ("c", 0.1, {"full": 30_000, "paper": 2_000_000}),
         )
     ],
     *[
@@ -187,13 +189,13 @@ EXPERIMENTS = [
             {"length": length, "variant": "hochreiter1997"},
             STREAM,
             paper_net(4, 0.5 / 2, 0.1, block_size=2, input_gate_bias=[-3, -6]) | {"logistic_output": True},
-            SEEDS,
             budget,
+            quick=("lstm_chrono", "rnn") if length == 100 else (),
         )
         for length, budget in (
-            (100, {"quick": 64_000, "full": 200_000, "paper": 2_000_000}),
-            (500, {"full": 100_000, "paper": 2_000_000}),
-            (1000, {"full": 50_000, "paper": 4_000_000}),
+            (100, {"full": 120_000, "paper": 2_000_000}),
+            (500, {"full": 10_000, "paper": 2_000_000}),
+            (1000, {"full": 5_000, "paper": 4_000_000}),
         )
     ],
     Experiment(
@@ -202,8 +204,7 @@ EXPERIMENTS = [
         {"length": 100},
         STREAM,
         paper_net(4, 0.1 / 2, 0.1, block_size=2) | {"logistic_output": True},
-        SEEDS,
-        {"full": 200_000, "paper": 2_000_000},
+        {"full": 60_000, "paper": 2_000_000},
     ),
     *[
         Experiment(
@@ -212,50 +213,52 @@ EXPERIMENTS = [
             {"length": 100, "n_markers": markers},
             STREAM,
             paper_net(2 * markers, alpha, 0.1, block_size=2, input_gate_bias=[-2, -4, -6][:markers]),
-            SEEDS,
-            {"full": 100_000, "paper": 2_000_000},
+            {"full": 60_000, "paper": 2_000_000},
         )
         for variant, markers, alpha in (("a", 2, 0.5), ("b", 3, 0.1))
     ],
 ]
-# quick: experiment 4 (T = 100) with the modern LSTM and the tanh RNN only; 2a with lstm1997 and
-# the chunker only
-QUICK_MODELS = {"4": ["lstm_chrono", "rnn"], "2a": ["lstm1997"]}
+
+
+def _presets(experiment: Experiment, models: list[str]) -> dict:
+    """The presets of one grid of ``experiment`` over ``models`` (its cells, or ["chunker"])."""
+    presets = {}
+    for preset in PRESETS:
+        run = [m for m in models if m in experiment.quick] if preset == "quick" else models
+        if not run:
+            continue
+        online = {"max_sequences": experiment.budget.get(preset, MODERN_BUDGET[preset])}
+        overrides = {"lstm1997": {**experiment.net, **online}} if "lstm1997" in run else {}
+        presets[preset] = {
+            "base": {"max_sequences": MODERN_BUDGET[preset]} | (online if run == ["chunker"] else {}),
+            "axes": {"seed": SEEDS[preset]} | ({} if run == ["chunker"] else {"cell": run}),
+            "overrides": {"cell": overrides} if overrides else {},
+        }
+    return presets
 
 
 def _part(experiment: Experiment) -> list[Study]:
     """The grids of one experiment: lstm1997 and the modern cells, and the chunker where it runs."""
     base = {**MODERN, "task": experiment.task, "task_params": experiment.task_params, **experiment.protocol}
-    presets = {}
-    for preset in (p for p in PRESETS if p in experiment.budget):
-        cells = QUICK_MODELS[experiment.key] if preset == "quick" else ["lstm1997", *MODERN_CELLS]
-        presets[preset] = {
-            "base": {"max_sequences": experiment.budget[preset]},
-            "axes": {"cell": cells, "seed": experiment.seeds[preset]},
-            "overrides": {"cell": {"lstm1997": experiment.net}} if "lstm1997" in cells else {},
-        }
-    cells = Study(
-        name=f"hochreiter1997_{experiment.key}",
-        base=base,
-        axes={"cell": ["lstm1997", *MODERN_CELLS], "seed": [0]},
-        presets=presets,
-    )
-    if not experiment.chunker:
-        return [cells]
-    chunker_presets = {
-        preset: {
-            "base": {"max_sequences": experiment.budget[preset]},
-            "axes": {"seed": experiment.seeds[preset]},
-        }
-        for preset in presets
-    }
-    chunker = Study(
-        name=f"hochreiter1997_{experiment.key}_chunker",
-        base={**base, **CHUNKER},
-        axes={"seed": [0]},
-        presets=chunker_presets,
-    )
-    return [cells, chunker]
+    models = ["lstm1997", *MODERN_CELLS]
+    parts = [
+        Study(
+            name=f"hochreiter1997_{experiment.key}",
+            base=base,
+            axes={"cell": models, "seed": [0]},
+            presets=_presets(experiment, models),
+        )
+    ]
+    if experiment.chunker:
+        parts.append(
+            Study(
+                name=f"hochreiter1997_{experiment.key}_chunker",
+                base={**base, **CHUNKER},
+                axes={"seed": [0]},
+                presets=_presets(experiment, ["chunker"]),
+            )
+        )
+    return parts
 
 
 @dataclass(frozen=True)
