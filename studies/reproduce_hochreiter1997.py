@@ -44,13 +44,13 @@ Budgets.  ``full`` must fit about 90 minutes on 2 cores, and the paper-sized net
 sequence at a time: about 6 ms per sequence of 100 steps on an idle core (the numpy loop of
 seqmem/cells/lstm1997.py), 30 ms at T = 500, 60 ms at T = 1000; the chunker 5-10 ms.  So every
 online run gets its experiment's budget (``Experiment.budget``: 120,000 sequences for adding
-T = 100, whose paper mean is 74,000; 5,000-60,000 elsewhere), the modern cells 100,000
+T = 100, whose paper mean is 74,000; 5,000-40,000 elsewhere), the modern cells 80,000
 (``MODERN_BUDGET``), and the long ones are left far below the paper's counts: 3c (paper: 269,650),
 4 at T = 500 (209,000) and T = 1000 (853,000), 5 (482,000) and 6b (571,100) are reported as not
-reached within the budget.  Estimate for ``full`` (108 runs, 2 seeds): the online runs' budgets
-add up to about 2 hours of one core if no run stops early, the modern cells' to about 1 hour
-(their T = 100 runs stop early, T = 500/1000 do not); about 90 minutes on 2 cores, more on a busy
-machine.  ``paper`` is the unscaled protocol (10 seeds, the paper's budgets) for a cluster:
+reached within the budget.  Estimate for ``full`` (108 runs, 2 seeds), from those costs: the
+online runs' budgets add up to about 110 minutes of one core if no run stops early, the modern
+cells' to about 75 (their T = 100 runs that learn stop early; T = 500/1000 and the tanh RNN spend
+their budget): about 95 minutes on 2 cores, more on a busy machine.  ``paper`` is the unscaled protocol (10 seeds, the paper's budgets) for a cluster:
 ``python studies/reproduce_hochreiter1997.py --preset paper --executor dask --scheduler ADDR``.
 ``quick`` (about a minute): experiment 4 at T = 100, lstm_chrono against the tanh RNN.
 
@@ -128,7 +128,7 @@ class Experiment:
 STREAM = {"stopping": "hochreiter1997", "eval_batch_size": 2560}
 TEST_SET = {"stopping": "eval", "eval_batch_size": 256}  # experiment 3: ST2 on 256 test sequences
 SEEDS = {"quick": [0], "full": [0, 1], "paper": list(range(10))}
-MODERN_BUDGET = {"quick": 64_000, "full": 100_000, "paper": 2_000_000}
+MODERN_BUDGET = {"quick": 64_000, "full": 80_000, "paper": 2_000_000}
 
 EXPERIMENTS = [
     Experiment(
@@ -164,7 +164,7 @@ EXPERIMENTS = [
         {"q": 100, "p": 100},
         STREAM,
         paper_net(2, 0.01, 0.2, bias="none"),
-        {"full": 40_000, "paper": 5_000_000},
+        {"full": 30_000, "paper": 5_000_000},
     ),
     *[
         Experiment(
@@ -177,8 +177,8 @@ EXPERIMENTS = [
             budget,
         )
         for variant, alpha, budget in (
-            ("a", 1.0, {"full": 40_000, "paper": 1_000_000}),
-            ("b", 1.0, {"full": 40_000, "paper": 1_000_000}),
+            ("a", 1.0, {"full": 30_000, "paper": 1_000_000}),
+            ("b", 1.0, {"full": 30_000, "paper": 1_000_000}),
             ("c", 0.1, {"full": 30_000, "paper": 2_000_000}),
         )
     ],
@@ -204,7 +204,7 @@ EXPERIMENTS = [
         {"length": 100},
         STREAM,
         paper_net(4, 0.1 / 2, 0.1, block_size=2) | {"logistic_output": True},
-        {"full": 60_000, "paper": 2_000_000},
+        {"full": 40_000, "paper": 2_000_000},
     ),
     *[
         Experiment(
@@ -213,7 +213,7 @@ EXPERIMENTS = [
             {"length": 100, "n_markers": markers},
             STREAM,
             paper_net(2 * markers, alpha, 0.1, block_size=2, input_gate_bias=[-2, -4, -6][:markers]),
-            {"full": 60_000, "paper": 2_000_000},
+            {"full": 40_000, "paper": 2_000_000},
         )
         for variant, markers, alpha in (("a", 2, 0.5), ("b", 3, 0.1))
     ],
