@@ -50,7 +50,8 @@ T = 100, whose paper mean is 74,000; 5,000-40,000 elsewhere), the modern cells 8
 reached within the budget.  Estimate for ``full`` (108 runs, 2 seeds), from those costs: the
 online runs' budgets add up to about 110 minutes of one core if no run stops early, the modern
 cells' to about 75 (their T = 100 runs that learn stop early; T = 500/1000 and the tanh RNN spend
-their budget): about 95 minutes on 2 cores, more on a busy machine.  ``paper`` is the unscaled protocol (10 seeds, the paper's budgets) for a cluster:
+their budget): about 95 minutes on 2 cores, more on a busy machine.  ``paper`` is the unscaled
+protocol (10 seeds, the paper's budgets) for a cluster:
 ``python studies/reproduce_hochreiter1997.py --preset paper --executor dask --scheduler ADDR``.
 ``quick`` (about a minute): experiment 4 at T = 100, lstm_chrono against the tanh RNN.
 
