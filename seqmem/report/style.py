@@ -46,6 +46,7 @@ PALETTE: dict[str, str] = {
     "lstm_chrono": "#56B4E9",  # sky blue
     "lstm_no_forget": "#332288",  # indigo: the 1997 LSTM
     "gru": "#009E73",  # bluish green
+    "lstm1997": "#44AA99",  # teal: the 1997 LSTM as the paper built it (blocks, truncated gradient)
 }
 # Presets invented after this file: neutral greys, still distinct from each other.
 _EXTRA_COLORS = ("#555555", "#999999", "#222222", "#BBBBBB")
