@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""The README's two commands: ``python3 run.py study`` and ``python3 run.py test``.
+"""The README's two commands: ``python3 run.py study`` and ``python3 run.py test`` (ruff, then pytest).
 
 Each creates (or refreshes) the local virtual environment ``.venv`` first,
-installing the CPU build of torch (``torch==2.13.0``; set ``SEQMEM_TORCH`` to
-another pip requirement, e.g. a CUDA build, to override) and seqmem itself in
-editable mode with its dev extra.  Only the standard library is used here, so
-a fresh machine needs nothing but Python >= 3.11 and pip.
+installing torch as the pip requirement ``$SEQMEM_TORCH`` says (default
+``torch==2.13.0``: whatever build pip's configured index serves -- on Linux,
+PyPI's default wheel is the CUDA build, several GB) and then seqmem itself in
+editable mode with its dev extra.  For the CPU build from PyPI set
+``SEQMEM_TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"``.
+Only the standard library is used here, so a fresh machine needs nothing but
+Python >= 3.11 and pip.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ def ensure_environment() -> Path:
         venv.EnvBuilder(with_pip=True).create(VENV)
     pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
     print(f"[seqmem] installing {TORCH} and seqmem[dev] (first run takes a few minutes)", flush=True)
-    # torch first and pinned, so the dependency resolver never pulls CUDA wheels on a CPU machine.
+    # torch first, as SEQMEM_TORCH asks (its index options apply to it alone): seqmem's own torch
+    # requirement is then already met, and pip keeps that build.
     subprocess.run([*pip, *TORCH.split()], check=True)
     subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
     STAMP.write_text(wanted)
@@ -46,16 +50,22 @@ def ensure_environment() -> Path:
 
 
 def main(argv: list[str]) -> int:
+    # Each command is a list of steps; extra arguments go to the last one (the study or pytest).
     commands = {
-        "study": ["-m", "seqmem.cli", "run", "studies/gradient_decay.py", "--preset", "quick"],
-        "test": ["-m", "pytest"],
+        "study": [["-m", "seqmem.cli", "run", "studies/gradient_decay.py", "--preset", "quick"]],
+        "test": [["-m", "ruff", "check", "."], ["-m", "ruff", "format", "--check", "."], ["-m", "pytest"]],
     }
     if not argv or argv[0] not in commands:
         print(f"usage: python3 run.py {{{'|'.join(commands)}}} [extra arguments]", file=sys.stderr)
         return 2
     python = ensure_environment()
     env = dict(os.environ, MPLBACKEND="Agg")
-    return subprocess.run([str(python), *commands[argv[0]], *argv[1:]], cwd=ROOT, env=env).returncode
+    *first, last = commands[argv[0]]
+    for step in [*first, [*last, *argv[1:]]]:
+        code = subprocess.run([str(python), *step], cwd=ROOT, env=env).returncode
+        if code != 0:
+            return code
+    return 0
 
 
 if __name__ == "__main__":

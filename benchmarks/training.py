@@ -13,7 +13,9 @@ rounds), after a warm-up, and the medians compared:
 - matmul:    a 2048 x 2048 float32 matmul, this machine's attainable FLOP/s at that moment.
 
 Rows: ``training_step`` (ours / reference step time, target <= 1.0, i.e. >= 1.0x the
-reference's throughput), ``fused_vs_unrolled`` (fused / unrolled step time) and ``flop_rate``
+reference's throughput), ``fused_vs_unrolled`` (fused / unrolled step time), ``constrained_step``
+(the expRNN's and the uRNN's ``SequenceModel`` step over the tanh RNN's, all three by hand-written
+BPTT since torch has no kernel for them; targets 1.5 and 3) and ``flop_rate``
 (ours_s = the step time, reference_s = the time the same FLOPs take at the measured matmul rate,
 ratio = the fraction of the matmul rate achieved).  ``ours_s``/``reference_s`` are medians; the
 ratio is the median of per-round ratios (both sides ran back to back), which cancels the slow
@@ -46,6 +48,9 @@ KERNEL = {
     "gru": "same kernel: parity",
     "rnn": "seqmem's hand-written BPTT",
 }
+# cells whose recurrent matrix stays orthogonal / unitary: step time over the tanh RNN's, at most
+CONSTRAINED = {"exprnn": 1.5, "urnn": 3.0}
+CONSTRAINED_SIZES = ((64, 100, 128), (32, 1000, 64))
 FLOP_TARGET_SIZE, FLOP_TARGET = (128, 200, 256), 0.5
 MATMUL_N = 2048
 COLUMNS = ["benchmark", "case", "ours_s", "reference_s", "ratio", "target", "meets_target", "note"]
@@ -147,11 +152,42 @@ def measure(cell: str, size: tuple[int, int, int], repeats: int, unrolled: bool)
     return rows
 
 
+def measure_constrained(size: tuple[int, int, int], repeats: int) -> list[dict[str, object]]:
+    """The expRNN's and uRNN's training step over the tanh RNN's, all ``SequenceModel``s, paired."""
+    batch_size, length, hidden = size
+    task = CopyTask(delay=length - 20)
+    batch = task.sample(batch_size, torch.Generator().manual_seed(0))
+    fns = {}
+    for cell in ("rnn", *CONSTRAINED):
+        torch.manual_seed(0)
+        model = make_model(cell, task, hidden)
+        fns[cell] = training_step(model.parameters(), model, task, batch)
+    t = timings(fns, repeats)[1]
+    rows = []
+    for cell, target in CONSTRAINED.items():
+        ratio = paired(t[cell], t["rnn"])
+        rows.append(
+            {
+                "benchmark": "constrained_step",
+                "case": f"{cell} B={batch_size} L={length} H={hidden}",
+                "ours_s": statistics.median(t[cell]),
+                "reference_s": statistics.median(t["rnn"]),
+                "ratio": ratio,
+                "target": f"<= {target}",
+                "meets_target": ratio <= target,
+                "note": f"vs the tanh RNN's SequenceModel step; ratio = median of {repeats} paired rounds; "
+                f"{torch.get_num_threads()} threads",
+            }
+        )
+    return rows
+
+
 def run(quick: bool = False) -> pd.DataFrame:
     """Quick: 3 repeats, no unroll-loop comparison (well under a minute on 2 idle cores)."""
     repeats = 3 if quick else 7
     torch.set_flush_denormal(True)  # both sides run as train() runs them: subnormals flushed
     rows = [row for cell in TORCH_NN for size in SIZES for row in measure(cell, size, repeats, not quick)]
+    rows += [row for size in CONSTRAINED_SIZES for row in measure_constrained(size, repeats)]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -30,7 +30,7 @@ import torch
 
 import tasks
 from seqmem.cells import cell_names, make_cell
-from tasks.base import Task, check_choice, check_fields, check_int
+from tasks.base import Task, check_choice, check_fields, check_int, plain_number, plain_numbers
 
 __all__ = [
     "OPTIMIZERS",
@@ -38,6 +38,7 @@ __all__ = [
     "LOSS_REDUCTIONS",
     "STOPPING_RULES",
     "DEVICE_TYPES",
+    "DEFAULT_PROBE_QUANTITIES",
     "PROBE_QUANTITIES",
     "PROBE_DTYPES",
     "REFERENCES",
@@ -61,8 +62,9 @@ MODELS = ("sequence", "chunker")  # seqmem.model.SequenceModel, seqmem.chunker.C
 LOSS_REDUCTIONS = ("mean", "sequence_sum")
 STOPPING_RULES = ("eval", "hochreiter1997")
 DEVICE_TYPES = ("cpu", "cuda", "mps")
-# what a ProbeConfig can ask for; 'jacobian' is the family of Jacobian-product norms
-PROBE_QUANTITIES = (
+# what a ProbeConfig records by default; 'jacobian' is the family of Jacobian-product norms.
+# Never change it: the default is part of every run id (see identity_dict).
+DEFAULT_PROBE_QUANTITIES = (
     "grad_norm",
     "input_saliency",
     "jacobian",
@@ -71,6 +73,8 @@ PROBE_QUANTITIES = (
     "lyapunov",
     "gradient_bound",
 )
+# what a ProbeConfig can ask for: the default ones and the costly connectivity heatmap
+PROBE_QUANTITIES = (*DEFAULT_PROBE_QUANTITIES, "connectivity")
 PROBE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # stopping='hochreiter1997': Hochreiter & Schmidhuber (1997)'s rule on the stream of training
 # sequences, (window, bound): the ``window`` most recent sequences all pass the task's criterion and
@@ -190,6 +194,12 @@ class TrainConfig:
                        this multiple of the task's memoryless baseline loss (as it has on a
                        NaN or infinite loss or gradient); None: only NaN/Inf count.  Part of
                        the run id only when it is not the default, 1e6.
+    orthogonal_lr      (since 0.3.0) the learning rate of the parameters that keep the cell's
+                       recurrent matrix orthogonal or unitary (``cell.orthogonal_parameters()``:
+                       the expRNN's skew-symmetric A, the uRNN's phases and reflections); the
+                       expRNN papers train them 10x slower than the rest.  None: ``lr``, like
+                       every other parameter.  Only for cells that have such parameters; part of
+                       the run id only when set.
 
     Since 0.3.0 (each part of the run id only when it is not its default):
     cell_params        the cell preset's own options, e.g. the block layout of 'lstm1997'
@@ -235,6 +245,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     max_loss_ratio: float | None = later_field(1e6, since="0.2.0")
+    orthogonal_lr: float | None = later_field(None, since="0.3.0")
     cell_params: Mapping[str, Any] = later_field(TaskParams(), since="0.3.0")
     input_to_output: bool = later_field(False, since="0.3.0")
     logistic_output: bool = later_field(False, since="0.3.0")
@@ -243,6 +254,7 @@ class TrainConfig:
     loss_reduction: str = later_field("mean", since="0.3.0")
 
     def __post_init__(self) -> None:
+        plain_numbers(self)
         check_choice("task", self.task, tuple(tasks.task_names()))
         check_choice("cell", self.cell, tuple(cell_names()))
         check_int("hidden_size", self.hidden_size, 1)
@@ -282,6 +294,10 @@ class TrainConfig:
             numbers["max_loss_ratio"] = _check_number(
                 "max_loss_ratio", self.max_loss_ratio, "None or a finite number > 1", lambda v: v > 1
             )
+        if self.orthogonal_lr is not None:
+            numbers["orthogonal_lr"] = _check_number(
+                "orthogonal_lr", self.orthogonal_lr, "None or a finite number > 0", lambda v: v > 0
+            )
         for name, value in numbers.items():
             object.__setattr__(self, name, value)
         self._check_device()
@@ -298,6 +314,22 @@ class TrainConfig:
             )
         object.__setattr__(self, "task_params", TaskParams(task.params()))
         object.__setattr__(self, "cell_params", self._check_cell_params(task))
+        if self.orthogonal_lr is not None and not self._has_orthogonal_parameters(task):
+            raise ValueError(
+                f"orthogonal_lr={self.orthogonal_lr!r} is invalid for cell {self.cell!r}: it has no "
+                "orthogonal or unitary parameters (e.g. exprnn, urnn); leave it None"
+            )
+
+    def _has_orthogonal_parameters(self, task: Task) -> bool:
+        with torch.random.fork_rng(devices=[]):  # building draws weights: leave the caller's RNG alone
+            cell = make_cell(
+                self.cell,
+                task.input_size,
+                self.hidden_size,
+                memory_lag=task.memory_lag,
+                params=self.cell_params,
+            )
+        return bool(cell.orthogonal_parameters())
 
     def _check_device(self) -> None:
         # Only the spelling is checked here: a config may be written on a machine without the
@@ -317,7 +349,7 @@ class TrainConfig:
             raise ValueError(
                 f"task_params={self.task_params!r} is invalid: must be a dict of task parameters"
             )
-        params = dict(self.task_params)
+        params = {key: plain_number(value) for key, value in self.task_params.items()}
         for key, value in params.items():
             if not isinstance(value, int | float | str | bool):
                 raise ValueError(
@@ -386,18 +418,20 @@ class TrainConfig:
 class ProbeConfig:
     """What the probe (``seqmem.analysis.make_probe``) records, when, and on how much data.
 
-    quantities           a subset of PROBE_QUANTITIES ('grad_norm' includes cell_grad_norm)
+    quantities           a subset of PROBE_QUANTITIES ('grad_norm' includes cell_grad_norm);
+                         by default all but 'connectivity' (L^2/2 backward steps per output)
     every_n_evals        probe every n-th evaluation during training (0: only at 'init' and
                          'final', which are always probed)
     batch_size           sequences of the held-out batch (its first ones) for gradients and gates
-    jacobian_batch_size  sequences for the Jacobian products and the Lyapunov spectrum (costly)
+    jacobian_batch_size  sequences for the Jacobian products, forget-gate products, the Lyapunov
+                         spectrum and the connectivity (costly)
     lyapunov_k           leading exponents to compute (capped at the state size)
     reference            'last' (the task's reference step) or 'all' (the full loss)
     dtype                'float64' (default: follows the decay far past float32's underflow) or
                          'float32' (what training sees)
     """
 
-    quantities: tuple[str, ...] = PROBE_QUANTITIES
+    quantities: tuple[str, ...] = DEFAULT_PROBE_QUANTITIES
     every_n_evals: int = 1
     batch_size: int = 64
     jacobian_batch_size: int = 8
@@ -406,6 +440,7 @@ class ProbeConfig:
     dtype: str = "float64"
 
     def __post_init__(self) -> None:
+        plain_numbers(self)
         if (
             isinstance(self.quantities, str)
             or not isinstance(self.quantities, tuple | list)

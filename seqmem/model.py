@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from seqmem.cells import RecurrentCell, make_cell
 from seqmem.cells.base import State
@@ -123,9 +124,10 @@ def unroll(cell: RecurrentCell, inputs: Tensor) -> UnrolledStates:
     keeping every state and gate (the input projection of all steps is one matmul before it)."""
     state = cell.initial_state(inputs.shape[0], device=inputs.device, dtype=inputs.dtype)
     steps = []
-    for x_proj in cell.project_input(inputs).unbind(dim=1):
-        state, step_gates = cell.recur(x_proj, state)
-        steps.append((state, step_gates))
+    with parametrize.cached():  # a parametrised W_hh (the expRNN's) is computed once, not per step
+        for x_proj in cell.project_input(inputs).unbind(dim=1):
+            state, step_gates = cell.recur(x_proj, state)
+            steps.append((state, step_gates))
     return UnrolledStates.collect(cell, steps)
 
 
@@ -140,6 +142,11 @@ def make_model(
 ) -> SequenceModel:
     """A ``SequenceModel`` with cell ``preset`` (and its options ``cell_params``) sized for
     ``task`` (its input/output sizes; its ``memory_lag`` is the T_max of chrono initialisation)."""
+    if not all(hasattr(task, size) for size in ("input_size", "output_size", "memory_lag")):
+        raise ValueError(
+            f"task={task!r} is invalid: must be a tasks.Task (its input_size, output_size and "
+            "memory_lag size the model), e.g. tasks.make_task('adding', length=50)"
+        )
     cell = make_cell(preset, task.input_size, hidden_size, memory_lag=task.memory_lag, params=cell_params)
     sizes = (task.input_size, hidden_size, task.output_size)
     return SequenceModel(cell, *sizes, input_to_output=input_to_output, logistic_output=logistic_output)

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -38,7 +38,7 @@ from seqmem import io
 from seqmem.chunker import Chunker, make_chunker
 from seqmem.config import TrainConfig, hochreiter_rule
 from seqmem.model import SequenceModel, make_model
-from tasks.base import Batch, Task
+from tasks.base import Batch, Task, check_memory
 
 __all__ = [
     "ProbeContext",
@@ -58,6 +58,7 @@ __all__ = [
     "load_model",
     "denormals_flushed",
     "flushing_denormals",
+    "resolve_device",
     "train",
 ]
 
@@ -67,7 +68,8 @@ Model = SequenceModel | Chunker  # what config.model builds
 @dataclass(frozen=True)
 class ProbeContext:
     """What a callback sees at an evaluation.  The model is in train mode with gradients
-    enabled (probes differentiate through it); a callback must not change its weights."""
+    enabled (probes differentiate through it); a callback must not change its weights.
+    ``history_row`` is this evaluation's row of ``RunResult.history`` (a copy)."""
 
     model: Model
     task: Task
@@ -76,6 +78,7 @@ class ProbeContext:
     step: int
     sequences_seen: int
     phase: Literal["init", "train", "final"]
+    history_row: dict[str, Any] = field(default_factory=dict)
 
 
 Callback = Callable[[ProbeContext], pd.DataFrame | None]
@@ -165,12 +168,19 @@ def training_loss(
     return objective, task_loss
 
 
-def make_optimizer(config: TrainConfig, parameters: Sequence[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def make_optimizer(config: TrainConfig, model: SequenceModel) -> torch.optim.Optimizer:
+    """``config.optimizer`` over ``model``'s parameters at ``config.lr``; with ``orthogonal_lr`` set,
+    the cell's ``orthogonal_parameters()`` form a second group at that rate."""
+    orthogonal = model.cell.orthogonal_parameters() if config.orthogonal_lr is not None else []
+    kept = {id(p) for p in orthogonal}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in kept]}]
+    if orthogonal:
+        groups.append({"params": orthogonal, "lr": config.orthogonal_lr})
     if config.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum)
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
     if config.optimizer == "rmsprop":
-        return torch.optim.RMSprop(parameters, lr=config.lr)
-    return torch.optim.Adam(parameters, lr=config.lr)
+        return torch.optim.RMSprop(groups, lr=config.lr)
+    return torch.optim.Adam(groups, lr=config.lr)
 
 
 def load_model(path: str | os.PathLike[str]) -> tuple[Model, TrainConfig]:
@@ -382,7 +392,8 @@ class Stopping:
 # -- the loop -------------------------------------------------------------------------------------
 
 
-def _resolve_device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
+    """``torch.device(name)``, or a one-line ValueError if this machine has no such device."""
     device = torch.device(name)
     available = {
         "cpu": True,
@@ -400,6 +411,17 @@ def _generators(seed: int) -> tuple[torch.Generator, torch.Generator]:
         int(s.generate_state(1, np.uint64)[0]) for s in np.random.SeedSequence(seed).spawn(2)
     )
     return torch.Generator().manual_seed(train_seed), torch.Generator().manual_seed(eval_seed)
+
+
+def _check_batch_memory(config: TrainConfig, task: Task) -> None:
+    """Refuse batch sizes whose forward pass cannot fit in memory, before anything is allocated:
+    every step of a sequence keeps at least its hidden state and its outputs (float32), beside
+    the batch itself."""
+    states_and_outputs = (task.memory_lag + 1) * 4 * (config.hidden_size + task.output_size)
+    per_sequence = task.min_batch_bytes(1) + states_and_outputs
+    for name in ("batch_size", "eval_batch_size"):
+        size = getattr(config, name)
+        check_memory(name, size, size * per_sequence, f"a forward pass over {size} sequences of {task}")
 
 
 def _evaluate(model: Model, task: Task, batch: Batch) -> dict[str, float]:
@@ -480,16 +502,17 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), progress: boo
     once at the end ('final'; at step 0 too if the task is solved there).  ``progress``: a tqdm
     bar on stderr; None shows it only when stderr is a terminal.
     """
-    device = _resolve_device(config.device)
+    device = resolve_device(config.device)
     # Vanishing float32 gradients pass through subnormal numbers, which x86 CPUs process up to
     # 40x slower; flushing them to zero leaves every loss unchanged (values below 1e-38).  The
     # callbacks' probes run inside too, so their numbers are those of the training process.
     with flushing_denormals():
         task = config.make_task()
+        _check_batch_memory(config, task)
         model = build_model(config).to(device)
         model.train()
         parameters = list(model.parameters())
-        optimizer = make_optimizer(config, parameters)
+        optimizer = make_optimizer(config, model)
         max_norm = math.inf if config.grad_clip is None else config.grad_clip
         train_generator, eval_generator = _generators(config.seed)
         eval_batch = task.sample(config.eval_batch_size, eval_generator).to(device)
@@ -512,7 +535,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), progress: boo
             stopping.after_evaluation(solved)
             history.add_evaluation(step, seen, metrics, solved)
             for phase in _phases(step, stopping.done):
-                ctx = ProbeContext(model, task, config, eval_batch, step, seen, phase)
+                ctx = ProbeContext(model, task, config, eval_batch, step, seen, phase, dict(history.rows[-1]))
                 probes.extend(_run_callbacks(callbacks, ctx))
             # loss, loss_ratio and the task's first own metric (accuracy, abs_error, ...)
             bar.set_postfix({name: f"{value:.3g}" for name, value in list(metrics.items())[:3]})

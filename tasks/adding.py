@@ -25,7 +25,7 @@ from typing import ClassVar, Literal
 
 import torch
 
-from .base import Batch, Task, check_choice, check_int, render_columns, step_scores
+from .base import Batch, Task, check_choice, check_int, choice_field, render_columns, step_scores
 
 __all__ = ["AddingTask", "MultiplicationTask", "VARIANTS"]
 
@@ -168,7 +168,7 @@ class AddingTask(MarkedPairTask):
     """
 
     name: ClassVar[str] = "adding"
-    variant: str = "arjovsky2016"
+    variant: str = choice_field("arjovsky2016", VARIANTS)
 
     def _pairs(self, batch_size: int, generator: torch.Generator | None) -> MarkedPairs:
         if self.variant == "arjovsky2016":

@@ -38,7 +38,16 @@ from typing import ClassVar, Literal
 
 import torch
 
-from .base import Batch, Task, check_choice, check_int, render_columns, step_scores
+from .base import (
+    Batch,
+    Task,
+    check_choice,
+    check_int,
+    choice_field,
+    close_to_one_hot,
+    render_columns,
+    step_scores,
+)
 
 __all__ = ["LongLagTask", "VeryLongLagTask", "VARIANTS", "MAX_EXTRA", "truncated_geometric"]
 
@@ -56,18 +65,6 @@ def truncated_geometric(n: int, cap: int, generator: torch.Generator | None) -> 
     uniform = torch.rand(n, generator=generator, dtype=torch.float64)
     draws = torch.floor(torch.log1p(-uniform * kept) / math.log(CONTINUE))
     return draws.long().clamp_max(cap)  # the clamp only guards against a last-bit rounding
-
-
-def close_to_one_hot(
-    outputs: torch.Tensor, batch: Batch, where: torch.Tensor, tolerance: float
-) -> torch.Tensor:
-    """(B, L) bool: at the ``where`` steps, every softmax probability within ``tolerance`` of the
-    one-hot target (True elsewhere)."""
-    scored = outputs.detach()[where]
-    one_hot = torch.nn.functional.one_hot(batch.targets[where], outputs.shape[-1])
-    close = torch.ones_like(where)
-    close[where] = (scored.softmax(dim=-1) - one_hot).abs().amax(dim=-1) < tolerance
-    return close
 
 
 def one_hot_inputs(tokens: torch.Tensor, valid: torch.Tensor, size: int) -> torch.Tensor:
@@ -96,7 +93,7 @@ class LongLagTask(Task):
     name: ClassVar[str] = "long_lag"
     kind: ClassVar[Literal["classification", "regression"]] = "classification"
     p: int = 100
-    variant: str = "2a"
+    variant: str = choice_field("2a", VARIANTS)
 
     def __post_init__(self) -> None:
         check_choice("variant", self.variant, VARIANTS)

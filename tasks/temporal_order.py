@@ -21,7 +21,7 @@ from typing import ClassVar, Literal
 
 import torch
 
-from .base import Batch, Task, check_int, render_columns, step_scores
+from .base import Batch, Task, check_int, close_to_one_hot, render_columns, step_scores
 
 __all__ = ["TemporalOrderTask", "SYMBOLS", "PAPER_RANGES"]
 
@@ -90,27 +90,20 @@ class TemporalOrderTask(Task):
         targets = torch.where(mask, label[:, None], 0)
         return Batch(inputs, targets, mask, lengths)
 
-    def _close(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """(B, L) bool: every softmax output within 0.3 of its one-hot target (True off the mask)."""
-        scored = outputs.detach()[batch.mask]  # only the trigger steps, not the whole (B, L, C) grid
-        one_hot = torch.nn.functional.one_hot(batch.targets[batch.mask], self.output_size)
-        close = torch.ones_like(batch.mask)
-        close[batch.mask] = (scored.softmax(dim=-1) - one_hot).abs().amax(dim=-1) < TOLERANCE
-        return close
-
     def metrics(self, outputs: torch.Tensor, batch: Batch) -> dict[str, float]:
         """``accuracy`` (argmax at the trigger) and ``error_rate`` (fraction of
         sequences failing the paper's 0.3 criterion on the softmax outputs)."""
         outputs = outputs.detach()
+        close = close_to_one_hot(outputs, batch, batch.mask, TOLERANCE)
         return {
             **super().metrics(outputs, batch),
             "accuracy": step_scores(outputs.argmax(dim=-1) == batch.targets, batch.mask)["accuracy"],
-            "error_rate": step_scores(self._close(outputs, batch), batch.mask)["error_rate"],
+            "error_rate": step_scores(close, batch.mask)["error_rate"],
         }
 
     def sequence_correct(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Every softmax output at the trigger within 0.3 of the one-hot target."""
-        return self._close(outputs, batch).all(dim=1)
+        return close_to_one_hot(outputs, batch, batch.mask, TOLERANCE).all(dim=1)
 
     def baseline_loss(self) -> float:
         return self.n_markers * math.log(2)

@@ -32,7 +32,7 @@ from typing import ClassVar, Literal
 
 import torch
 
-from .base import Batch, Task, check_choice, check_int, render_columns, step_scores
+from .base import Batch, Task, check_choice, check_int, choice_field, render_columns, step_scores
 
 __all__ = ["TwoSequenceTask", "VARIANTS"]
 
@@ -63,7 +63,7 @@ class TwoSequenceTask(Task):
     output_size: ClassVar[int] = 1
     length: int = 100
     n_informative: int = 3
-    variant: str = "3a"
+    variant: str = choice_field("3a", VARIANTS)
 
     def __post_init__(self) -> None:
         check_choice("variant", self.variant, VARIANTS)

@@ -10,18 +10,19 @@ from scipy import stats
 
 from seqmem.analysis import fit_decay, rnn_gradient_bound
 from seqmem.analysis.fits import mean_t_interval
+from seqmem.analysis.scheme import scheme_rows
 from seqmem.cells import make_cell
 from seqmem.model import SequenceModel
 
 
-def decay(factor, lags=200, start=3.0, noise=0.0, outliers=0, seed=0):
-    """norm = start * factor^lag, times log-normal noise, with a few wild outliers."""
+def decay(factor, lags=200, start=3.0, noise=0.0, outliers=0, seed=0, quantity="grad_norm", stat="mean"):
+    """Rows of norm = start * factor^lag, times log-normal noise, with a few wild outliers."""
     rng = np.random.default_rng(seed)
     lag = np.arange(lags)
     values = start * factor**lag * np.exp(noise * rng.standard_normal(lags))
     spoiled = rng.choice(np.arange(1, lags), size=outliers, replace=False)
     values[spoiled] *= np.exp(rng.choice([-8.0, 8.0], size=outliers))
-    return pd.DataFrame({"lag": lag, "grad_norm": values})
+    return scheme_rows(quantity, values, stat=stat, t=lags - 1 - lag, lag=lag, n=1)
 
 
 @pytest.mark.parametrize("factor", [0.5, 0.9, 0.99])
@@ -50,7 +51,7 @@ def test_horizon_beyond_the_range_is_extrapolated_and_flagged():
 
 def test_zero_norms_are_left_out_of_the_fit_but_count_for_the_horizon():
     frame = decay(0.8, lags=100)
-    frame.loc[frame["lag"] >= 40, "grad_norm"] = 0.0  # underflow from lag 40 on
+    frame.loc[frame["lag"] >= 40, "value"] = 0.0  # underflow from lag 40 on
     fit = fit_decay(frame).iloc[0]
     assert fit["decay_factor"] == pytest.approx(0.8)
     assert fit["n_points"] == 40
@@ -93,25 +94,42 @@ def test_mean_t_interval_is_nan_without_two_finite_values(values):
     assert mean == pytest.approx(np.mean(values), nan_ok=True)
 
 
-def test_groups_by_key_columns_and_reads_long_probe_rows():
-    wide = pd.concat(
-        [decay(0.7).assign(cell="rnn", run_id="a"), decay(0.97).assign(cell="lstm", run_id="b")],
+def test_groups_by_key_columns_and_takes_one_quantity_at_one_stat():
+    frame = pd.concat(
+        [
+            decay(0.7).assign(cell="rnn", run_id="a"),
+            decay(0.97).assign(cell="lstm", run_id="b"),
+            decay(0.5, stat="median").assign(cell="rnn", run_id="a"),  # other stats are left alone
+            decay(0.5, quantity="cell_grad_norm").assign(cell="lstm", run_id="b"),  # other quantities too
+            scheme_rows("lyapunov", [-0.1], stat="mean", k=0).assign(
+                cell="rnn", run_id="a"
+            ),  # and rows without a lag
+        ],
         ignore_index=True,
     )
-    long = wide.rename(columns={"grad_norm": "value"}).assign(quantity="grad_norm", stat="mean", t=0)
-    noise = long.assign(stat="median", value=1.0)  # other stats must be ignored
-    for frame in (wide, pd.concat([long, noise], ignore_index=True)):
-        fits = fit_decay(frame, by=["cell"]).set_index("cell")
-        assert fits.loc["rnn", "decay_factor"] == pytest.approx(0.7)
-        assert fits.loc["lstm", "decay_factor"] == pytest.approx(0.97)
+    fits = fit_decay(frame, by=["cell"]).set_index("cell")
+    assert fits.loc["rnn", "decay_factor"] == pytest.approx(0.7)
+    assert fits.loc["lstm", "decay_factor"] == pytest.approx(0.97)
+    assert fit_decay(frame, stat="median")["decay_factor"].iloc[0] == pytest.approx(0.5)
+    assert fit_decay(frame, "cell_grad_norm")["decay_factor"].iloc[0] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="stat"):
-        fit_decay(long, stat="q90")
+        fit_decay(frame, stat="q90")
+
+
+def test_per_sample_rows_are_averaged_by_lag():
+    # two samples, stat missing: the curve is their mean at each lag
+    first, second = decay(0.8, lags=50, stat=None), decay(0.8, lags=50, start=1.0, stat=None)
+    frame = pd.concat([first.assign(sample=0), second.assign(sample=1)], ignore_index=True)
+    fit = fit_decay(frame, stat=None).iloc[0]
+    assert fit["decay_factor"] == pytest.approx(0.8) and fit["n_points"] == 50
+    with pytest.raises(ValueError, match="stat"):
+        fit_decay(frame)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"value": "jacobian_spectral"}, "value"),
+        ({"quantity": "jacobian_spectral"}, "quantity"),
         ({"by": ["cell"]}, "by"),
         ({"threshold": 0.0}, "threshold"),
         ({"confidence": 1.5}, "confidence"),
@@ -127,10 +145,12 @@ def test_invalid_arguments(kwargs, field):
 def test_gradient_bound_is_the_largest_singular_value(preset):
     cell = make_cell(preset, 2, 9)
     model = SequenceModel(cell, 2, 9, 1)
-    bound = rnn_gradient_bound(model).iloc[0]
+    frame = rnn_gradient_bound(model)
+    assert frame.drop(columns=["quantity", "value"]).isna().all().all()
+    bound = frame.set_index("quantity")["value"]
     expected = np.linalg.norm(cell.weight_hh.detach().numpy().astype(np.float64), ord=2)
-    assert bound["bound"] == pytest.approx(expected, rel=1e-12)
-    assert bound["derivative_bound"] == 1.0 and bound["preset"] == preset
+    assert bound["gradient_bound"] == pytest.approx(expected, rel=1e-12)
+    assert bound["sigma_max"] == pytest.approx(expected, rel=1e-12) and bound["derivative_bound"] == 1.0
 
 
 @pytest.mark.parametrize("preset", ["lstm", "gru"])
@@ -142,7 +162,7 @@ def test_gradient_bound_needs_an_rnn(preset):
 
 def test_gradient_bound_is_a_bound_on_every_step_jacobian():
     model = SequenceModel(make_cell("rnn", 2, 6), 2, 6, 1).double()
-    bound = rnn_gradient_bound(model)["bound"].iloc[0]
+    bound = rnn_gradient_bound(model).set_index("quantity")["value"]["gradient_bound"]
     h = torch.randn(6, dtype=torch.float64)
     jacobian = torch.autograd.functional.jacobian(lambda s: model.cell(torch.ones(2).double(), s), h)
     assert torch.linalg.matrix_norm(jacobian, ord=2) <= bound

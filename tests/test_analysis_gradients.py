@@ -3,8 +3,10 @@
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from analysis_checks import curve, double, padded, samples
 
 from seqmem.analysis import gradient_norms_by_lag, input_saliency_by_step
 from seqmem.cells import make_cell
@@ -24,10 +26,6 @@ PRESETS = ["rnn", "relu_rnn", "lstm", "lstm_no_forget", "gru"]
 def small_model(preset, task, hidden_size=5):
     cell = make_cell(preset, task.input_size, hidden_size, memory_lag=task.memory_lag)
     return SequenceModel(cell, task.input_size, hidden_size, task.output_size).double()
-
-
-def double(batch):
-    return Batch(batch.inputs.double(), batch.targets, batch.mask, batch.lengths)
 
 
 def scored(batch, task, reference):
@@ -80,14 +78,17 @@ def test_one_backward_pass_equals_t_separate_gradients(preset, task_name, refere
     batch = double(task.sample(3, torch.Generator().manual_seed(1)))
     frame = gradient_norms_by_lag(model, batch, task, reference, per_sample=True)
     expected, origin = brute_force(model, batch, task, reference)
-    assert len(frame) == (origin + 1).clip(0).sum()  # rows exactly for t <= reference
-    sample, t = frame["sample"].to_numpy(), frame["t"].to_numpy()
-    assert (frame["lag"].to_numpy() == origin[sample] - t).all()
-    np.testing.assert_allclose(frame["grad_norm"], expected[0, sample, t], rtol=1e-9, atol=1e-14)
+    rows = samples(frame, "grad_norm")
+    assert len(rows) == (origin + 1).clip(0).sum()  # rows exactly for t <= reference
+    sample, t = rows["sample"].to_numpy(), rows["t"].to_numpy()
+    assert (rows["lag"].to_numpy() == origin[sample] - t).all()
+    np.testing.assert_allclose(rows["value"], expected[0, sample, t], rtol=1e-9, atol=1e-14)
     if expected.shape[0] == 2:  # LSTM: the cell-state path too
-        np.testing.assert_allclose(frame["cell_grad_norm"], expected[1, sample, t], rtol=1e-9, atol=1e-14)
+        cell_rows = samples(frame, "cell_grad_norm")
+        assert (cell_rows[["sample", "t"]].to_numpy() == rows[["sample", "t"]].to_numpy()).all()
+        np.testing.assert_allclose(cell_rows["value"], expected[1, sample, t], rtol=1e-9, atol=1e-14)
     else:
-        assert "cell_grad_norm" not in frame
+        assert set(frame["quantity"]) == {"grad_norm"}
 
 
 @pytest.mark.parametrize("per_sample", [False, True])
@@ -106,14 +107,15 @@ def test_closed_form_scaled_orthogonal_rnn_at_rest(per_sample):
         torch.zeros_like(batch.inputs, dtype=torch.float64), batch.targets, batch.mask, batch.lengths
     )
     frame = gradient_norms_by_lag(model, batch, task, per_sample=per_sample)
+    rows = samples(frame, "grad_norm") if per_sample else frame[frame["stat"] == "mean"]
     # L_i = (b_out - y_i)^2 at the last step, so ||dL_i/dh_T|| = 2 |b_out - y_i| ||w_out||
     end = (
         (2 * (model.readout.bias - batch.targets[:, -1]).abs() * model.readout.weight.norm()).detach().numpy()
     )
-    lag = frame["lag"].to_numpy()
-    expected = 0.9**lag * (end[frame["sample"]] if per_sample else end.mean())
+    lag = rows["lag"].to_numpy(np.int64)
+    expected = 0.9**lag * (end[rows["sample"].to_numpy(np.int64)] if per_sample else end.mean())
     assert lag.max() == length - 1
-    np.testing.assert_allclose(frame["grad_norm"], expected, rtol=1e-5, atol=0)
+    np.testing.assert_allclose(rows["value"], expected, rtol=1e-5, atol=0)
 
 
 def test_each_sample_gets_its_own_gradient_whatever_the_batch():
@@ -125,23 +127,24 @@ def test_each_sample_gets_its_own_gradient_whatever_the_batch():
     together = gradient_norms_by_lag(model, batch, task, per_sample=True)
     single = gradient_norms_by_lag(model, alone, task, per_sample=True)
     mine = together[together["sample"] == 2].reset_index(drop=True)
-    columns = ["grad_norm", "cell_grad_norm"]
-    np.testing.assert_allclose(mine[columns], single[columns], rtol=1e-12)
+    assert mine["quantity"].tolist() == single["quantity"].tolist()
+    assert mine["t"].tolist() == single["t"].tolist() and mine["lag"].tolist() == single["lag"].tolist()
+    np.testing.assert_allclose(mine["value"], single["value"], rtol=1e-12)
 
 
 def test_batch_statistics_per_lag():
     task = TASKS["adding_hochreiter"]
     model = small_model("gru", task)
     batch = double(task.sample(6, torch.Generator().manual_seed(4)))
-    per_sample = gradient_norms_by_lag(model, batch, task, per_sample=True)
+    per_sample = samples(gradient_norms_by_lag(model, batch, task, per_sample=True), "grad_norm")
     frame = gradient_norms_by_lag(model, batch, task)
-    grouped = per_sample.groupby("lag")["grad_norm"]
-    assert frame["lag"].tolist() == sorted(grouped.groups)
-    np.testing.assert_allclose(frame["grad_norm"], grouped.mean())
-    np.testing.assert_allclose(frame["grad_norm_median"], grouped.median())
-    np.testing.assert_allclose(frame["grad_norm_q10"], grouped.quantile(0.1))
-    np.testing.assert_allclose(frame["grad_norm_q90"], grouped.quantile(0.9))
-    np.testing.assert_array_equal(frame["n"], grouped.size())
+    grouped = per_sample.groupby("lag")["value"]
+    assert curve(frame, "grad_norm").index.tolist() == sorted(grouped.groups)
+    np.testing.assert_allclose(curve(frame, "grad_norm"), grouped.mean())
+    np.testing.assert_allclose(curve(frame, "grad_norm", "median"), grouped.median())
+    np.testing.assert_allclose(curve(frame, "grad_norm", "q10"), grouped.quantile(0.1))
+    np.testing.assert_allclose(curve(frame, "grad_norm", "q90"), grouped.quantile(0.9))
+    np.testing.assert_array_equal(frame.loc[frame["stat"] == "mean", "n"], grouped.size())
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -149,7 +152,7 @@ def test_input_saliency_matches_autograd_through_the_fused_path(preset):
     task = TASKS["adding_hochreiter"]
     model = small_model(preset, task)
     batch = double(task.sample(3, torch.Generator().manual_seed(5)))
-    frame = input_saliency_by_step(model, batch, task, per_sample=True)
+    frame = samples(input_saliency_by_step(model, batch, task, per_sample=True), "input_saliency")
     target, _ = scored(batch, task, "last")
     inputs = batch.inputs.clone().requires_grad_()
     loss = (
@@ -158,7 +161,7 @@ def test_input_saliency_matches_autograd_through_the_fused_path(preset):
     (grad,) = torch.autograd.grad(loss, inputs)
     sample, t = frame["sample"].to_numpy(), frame["t"].to_numpy()
     expected = grad.norm(dim=-1).numpy()[sample, t]
-    np.testing.assert_allclose(frame["input_saliency"], expected, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(frame["value"], expected, rtol=1e-9, atol=1e-14)
 
 
 def test_float64_measurement_of_a_float32_model():
@@ -166,10 +169,12 @@ def test_float64_measurement_of_a_float32_model():
     model = small_model("rnn", task).float()
     batch = task.sample(3, torch.Generator().manual_seed(6))
     before = copy.deepcopy(model.state_dict())
-    frame = gradient_norms_by_lag(model, batch, task, per_sample=True, dtype=torch.float64)
+    frame = samples(
+        gradient_norms_by_lag(model, batch, task, per_sample=True, dtype=torch.float64), "grad_norm"
+    )
     expected, _ = brute_force(copy.deepcopy(model).double(), double(batch), task, "last")
     expected = expected[0, frame["sample"].to_numpy(), frame["t"].to_numpy()]
-    np.testing.assert_allclose(frame["grad_norm"], expected, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(frame["value"], expected, rtol=1e-9, atol=1e-14)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert model.readout.weight.dtype == torch.float32
 
@@ -182,3 +187,16 @@ def test_invalid_arguments(kwargs, field):
     task = TASKS["copy"]
     with pytest.raises(ValueError, match=field):
         gradient_norms_by_lag(small_model("rnn", task), task.sample(2), task, **kwargs)
+
+
+@pytest.mark.parametrize("function", [gradient_norms_by_lag, input_saliency_by_step])
+@pytest.mark.parametrize("reference", ["last", "all"])
+def test_padding_contributes_nothing(function, reference):
+    # wild inputs in unscored padding after every sequence's end change no number
+    task = TASKS["adding_hochreiter"]
+    model = small_model("lstm", task)
+    batch = double(task.sample(4, torch.Generator().manual_seed(7)))
+    assert len(set(batch.lengths.tolist())) > 1  # sequences of different lengths
+    pd.testing.assert_frame_equal(
+        function(model, padded(batch, 5), task, reference), function(model, batch, task, reference)
+    )

@@ -2,6 +2,7 @@
 
 import numpy as np
 import torch
+from analysis_checks import curve
 
 from seqmem.analysis import gradient_norms_by_lag, rnn_gradient_bound
 from seqmem.analysis.headline import headline, main
@@ -24,8 +25,10 @@ def test_rows_and_ratios_per_cell_and_path():
         frame = gradient_norms_by_lag(
             model, task.sample(4, torch.Generator().manual_seed(seed)), task, dtype=torch.float64
         )
-        ratios.append(np.log10(frame["grad_norm"].iloc[-1] / frame["grad_norm"].iloc[0]))
-        bounds.append(rnn_gradient_bound(model)["bound"].iloc[0])
+        norms = curve(frame, "grad_norm")
+        ratios.append(np.log10(norms.iloc[-1] / norms.iloc[0]))
+        bound = rnn_gradient_bound(model)
+        bounds.append(bound.loc[bound["quantity"] == "gradient_bound", "value"].item())
     rnn = table.iloc[0]
     np.testing.assert_allclose(rnn["log10_ratio"], np.mean(ratios))
     np.testing.assert_allclose(rnn["ratio"], 10 ** np.mean(ratios))

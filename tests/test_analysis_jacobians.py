@@ -3,10 +3,12 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from analysis_checks import ANY_TASK, batch_of, curve
 
-from seqmem.analysis import jacobian_norms_by_lag, lyapunov_spectrum
+from seqmem.analysis import forget_product_by_lag, jacobian_norms_by_lag, lyapunov_spectrum
 from seqmem.analysis.jacobians import _spectral_norm, _square
 from seqmem.cells import make_cell
 from seqmem.model import SequenceModel
@@ -62,41 +64,62 @@ def norms(blocks, ord):
     return torch.linalg.matrix_norm(blocks, ord=ord).numpy()
 
 
+def jacobians(model, inputs, lengths=None, **options):
+    return jacobian_norms_by_lag(model, batch_of(inputs, lengths), ANY_TASK, **options)
+
+
+def lyapunov(model, inputs, k, lengths=None, **options):
+    return lyapunov_spectrum(model, batch_of(inputs, lengths), ANY_TASK, k, **options)
+
+
+def singular_values(frame, block):
+    """The singular values of one block by (lag, sample) x k."""
+    rows = frame[frame["quantity"] == f"{block}_singular_value"]
+    assert rows["stat"].isna().all() and rows["n"].isna().all()
+    return rows.pivot_table(index=["lag", "sample"], columns="k", values="value")
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_closed_form_scaled_orthogonal(dtype):
     # W_hh = 0.9 Q at h = 0: dh_T/dh_{T-k} = (0.9 Q)^k, whose singular values all equal 0.9^k.
     hidden, length = 8, 101
     model = resting_rnn(scaled_orthogonal(hidden), dtype)
-    frame, spectra = jacobian_norms_by_lag(
-        model, torch.zeros(2, length, 3, dtype=dtype), spectrum_lags=[0, 37, 100]
-    )
-    lag = frame["lag"].to_numpy()
+    frame = jacobians(model, torch.zeros(2, length, 3, dtype=dtype), spectrum_lags=[0, 37, 100])
+    spectral = curve(frame, "jacobian_spectral")
+    lag = spectral.index.to_numpy()
     assert lag.tolist() == list(range(length))
-    np.testing.assert_allclose(frame["jacobian_spectral"], 0.9**lag, rtol=1e-5, atol=0)
-    np.testing.assert_allclose(frame["jacobian_frobenius"], 0.9**lag * math.sqrt(hidden), rtol=1e-5, atol=0)
-    assert set(spectra["lag"]) == {0, 37, 100} and len(spectra) == 3 * 2 * hidden
-    np.testing.assert_allclose(spectra["singular_value"], 0.9 ** spectra["lag"], rtol=1e-5, atol=0)
+    np.testing.assert_allclose(spectral, 0.9**lag, rtol=1e-5, atol=0)
+    frobenius = curve(frame, "jacobian_frobenius")
+    np.testing.assert_allclose(frobenius, 0.9**lag * math.sqrt(hidden), rtol=1e-5, atol=0)
+    spectra = singular_values(frame, "jacobian")
+    assert spectra.shape == (3 * 2, hidden)
+    assert set(spectra.index.get_level_values("lag")) == {0, 37, 100}
+    expected = 0.9 ** spectra.index.get_level_values("lag").to_numpy(np.float64)[:, None]
+    np.testing.assert_allclose(spectra, np.broadcast_to(expected, spectra.shape), rtol=1e-5, atol=0)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_products_equal_brute_force_jacobians(preset):
     model = model_for(preset)
     inputs = torch.randn(3, 9, 3, dtype=torch.float64)
-    frame, spectra = jacobian_norms_by_lag(model, inputs, spectrum_lags=[0, 4, 8])
+    frame = jacobians(model, inputs, spectrum_lags=[0, 4, 8])
     products = brute_force_products(model, inputs)  # (B, L, S, S)
     hidden = model.hidden_size
     blocks = {"jacobian": products[..., :hidden, :hidden], "cell_jacobian": products[..., hidden:, hidden:]}
     if products.shape[-1] == hidden:
         del blocks["cell_jacobian"]
-        assert "cell_jacobian_spectral" not in frame
-    t = frame["t"].to_numpy()
+        assert not frame["quantity"].str.startswith("cell_").any()
     for name, block in blocks.items():
         for kind, ord in (("spectral", 2), ("frobenius", "fro")):
-            expected = norms(block, ord)[:, t]  # (B, rows)
-            np.testing.assert_allclose(frame[f"{name}_{kind}"], expected.mean(axis=0), rtol=1e-9)
-            np.testing.assert_allclose(frame[f"{name}_{kind}_median"], np.median(expected, axis=0), rtol=1e-9)
-        at = spectra[spectra["block"] == ("h" if name == "jacobian" else "c")]
-        got = at.pivot_table(index=["lag", "sample"], columns="index", values="singular_value")
+            t = curve(frame, f"{name}_{kind}", by="t").index.to_numpy()
+            assert t.tolist() == list(range(9))
+            expected = norms(block, ord)[:, t]  # (B, steps)
+            np.testing.assert_allclose(
+                curve(frame, f"{name}_{kind}", by="t"), expected.mean(axis=0), rtol=1e-9
+            )
+            median = curve(frame, f"{name}_{kind}", "median", by="t")
+            np.testing.assert_allclose(median, np.median(expected, axis=0), rtol=1e-9)
+        got = singular_values(frame, name)
         assert sorted(set(got.index.get_level_values("lag"))) == [0, 4, 8]
         last = block.shape[1] - 1
         expected = torch.stack([torch.linalg.svdvals(block[b, last - lag]) for lag, b in got.index]).numpy()
@@ -202,10 +225,10 @@ def test_long_products_spectral_norms_equal_svd(preset):
     torch.manual_seed(1)
     model = model_for(preset, hidden_size=16, dtype=torch.float32)
     inputs = torch.randn(2, 30, 3)
-    frame = jacobian_norms_by_lag(model, inputs, dtype=torch.float64)
+    spectral = curve(jacobians(model, inputs, dtype=torch.float64), "jacobian_spectral", by="t")
     products = brute_force_products(model.double(), inputs.double())
-    expected = norms(products[..., :16, :16], 2)[:, frame["t"].to_numpy()]
-    np.testing.assert_allclose(frame["jacobian_spectral"], expected.mean(axis=0), rtol=1e-9)
+    expected = norms(products[..., :16, :16], 2)[:, spectral.index.to_numpy()]
+    np.testing.assert_allclose(spectral, expected.mean(axis=0), rtol=1e-9)
 
 
 def test_lstm_cell_path_is_the_forget_gate_product():
@@ -220,54 +243,57 @@ def test_lstm_cell_path_is_the_forget_gate_product():
         model.cell.bias_hh[hidden : 2 * hidden] = forget_bias
         model.cell.bias_ih[:hidden] = -60.0
         model.cell.bias_hh[:hidden] = 0.0
-    frame = jacobian_norms_by_lag(model, torch.randn(3, length, 3, dtype=torch.float64))
-    lag = frame["lag"].to_numpy()[:, None]
+    inputs = torch.randn(3, length, 3, dtype=torch.float64)
+    frame = jacobians(model, inputs)
+    lag = curve(frame, "cell_jacobian_spectral").index.to_numpy()[:, None]
     powers = torch.sigmoid(forget_bias).numpy()[None, :] ** lag  # (lags, units)
-    np.testing.assert_allclose(frame["cell_jacobian_spectral"], powers.max(axis=1), rtol=1e-9)
-    np.testing.assert_allclose(frame["cell_jacobian_frobenius"], np.sqrt((powers**2).sum(axis=1)), rtol=1e-9)
-    np.testing.assert_allclose(frame["forget_product"], powers.mean(axis=1), rtol=1e-9)
+    np.testing.assert_allclose(curve(frame, "cell_jacobian_spectral"), powers.max(axis=1), rtol=1e-9)
+    frobenius = curve(frame, "cell_jacobian_frobenius")
+    np.testing.assert_allclose(frobenius, np.sqrt((powers**2).sum(axis=1)), rtol=1e-9)
+    forget = forget_product_by_lag(model, batch_of(inputs), ANY_TASK)
+    np.testing.assert_allclose(curve(forget, "forget_product"), powers.mean(axis=1), rtol=1e-9)
 
 
 def test_norms_survive_float32_underflow():
     # 0.3^100 = 5e-53 is far below float32's smallest number; the rescaled product keeps it.
     model = resting_rnn(scaled_orthogonal(4, scale=0.3), torch.float32)
-    frame = jacobian_norms_by_lag(model, torch.zeros(1, 101, 3))
-    np.testing.assert_allclose(frame["jacobian_spectral"], 0.3 ** frame["lag"], rtol=1e-5, atol=0)
+    spectral = curve(jacobians(model, torch.zeros(1, 101, 3)), "jacobian_spectral")
+    np.testing.assert_allclose(spectral, 0.3 ** spectral.index.to_numpy(np.float64), rtol=1e-5, atol=0)
 
 
 def test_spectral_can_be_left_out():
     model = model_for("lstm")
-    frame = jacobian_norms_by_lag(model, torch.randn(2, 5, 3, dtype=torch.float64), spectral=False)
-    assert not any("spectral" in column for column in frame.columns)
-    assert {"jacobian_frobenius", "cell_jacobian_frobenius", "forget_product"} <= set(frame.columns)
+    frame = jacobians(model, torch.randn(2, 5, 3, dtype=torch.float64), spectral=False)
+    assert set(frame["quantity"]) == {"jacobian_frobenius", "cell_jacobian_frobenius"}
 
 
 @pytest.mark.parametrize("k", [1, 4, 8])
 def test_lyapunov_linear_scaled_orthogonal(k):
     model = resting_rnn(scaled_orthogonal(8))
-    frame = lyapunov_spectrum(model, torch.zeros(3, 50, 3, dtype=torch.float64), k)
-    assert frame["k"].tolist() == list(range(k))
-    np.testing.assert_allclose(frame["exponent"], math.log(0.9), rtol=1e-9)
-    np.testing.assert_allclose(frame["std"], 0.0, atol=1e-12)
+    frame = lyapunov(model, torch.zeros(3, 50, 3, dtype=torch.float64), k)
+    assert curve(frame, "lyapunov", by="k").index.tolist() == list(range(k))
+    assert frame[["t", "lag", "sample"]].isna().all().all() and (frame["n"] == 3).all()
+    np.testing.assert_allclose(curve(frame, "lyapunov", by="k"), math.log(0.9), rtol=1e-9)
+    np.testing.assert_allclose(curve(frame, "lyapunov", "std", by="k"), 0.0, atol=1e-12)
 
 
 @pytest.mark.parametrize("k", [3, 6])
 def test_lyapunov_diagonal_gives_logs_of_the_entries(k):
     entries = torch.tensor([0.3, -1.1, 0.9, -0.6, 0.75, 0.45], dtype=torch.float64)
     model = resting_rnn(torch.diag(entries))
-    frame = lyapunov_spectrum(model, torch.zeros(2, 400, 3, dtype=torch.float64), k, warmup=200)
+    frame = lyapunov(model, torch.zeros(2, 400, 3, dtype=torch.float64), k, warmup=200)
     expected = np.sort(np.log(entries.abs().numpy()))[::-1][:k]
-    np.testing.assert_allclose(frame["exponent"], expected, atol=1e-6)
+    np.testing.assert_allclose(curve(frame, "lyapunov", by="k"), expected, atol=1e-6)
 
 
 @pytest.mark.filterwarnings("error")
 def test_lyapunov_singular_jacobian_gives_minus_infinity_without_warnings():
     # a zero row of W_hh: that direction is forgotten in one step, exponent log 0 = -inf
     model = resting_rnn(torch.diag(torch.tensor([0.5, 0.0, 0.25], dtype=torch.float64)))
-    frame = lyapunov_spectrum(model, torch.zeros(3, 50, 3, dtype=torch.float64), 3, warmup=10)
-    np.testing.assert_allclose(frame["exponent"][:2], np.log([0.5, 0.25]), atol=1e-12)
-    last = frame.iloc[2]
-    assert np.isneginf([last["exponent"], last["median"], last["q10"], last["q90"]]).all()
+    frame = lyapunov(model, torch.zeros(3, 50, 3, dtype=torch.float64), 3, warmup=10)
+    np.testing.assert_allclose(curve(frame, "lyapunov", by="k")[:2], np.log([0.5, 0.25]), atol=1e-12)
+    last = frame[frame["k"] == 2].set_index("stat")["value"]
+    assert np.isneginf(last[["mean", "median", "q10", "q90"]]).all()
 
 
 @pytest.mark.parametrize("preset", ["lstm", "gru"])
@@ -276,21 +302,78 @@ def test_lyapunov_leading_exponent_matches_the_jacobian_growth_rate(preset):
     model = model_for(preset)
     inputs = torch.randn(1, 60, 3, dtype=torch.float64)
     products = brute_force_products(model, inputs)
-    frame = lyapunov_spectrum(model, inputs, 1)
+    frame = lyapunov(model, inputs, 1)
     leading = torch.log(torch.linalg.matrix_norm(products[0, 0], ord=2)).item() / 59
     # both estimate the same limit; at T = 60 they agree to the O(1/T) transient
-    assert abs(frame["exponent"].iloc[0] - leading) < 0.05
+    assert abs(curve(frame, "lyapunov", by="k").iloc[0] - leading) < 0.05
 
 
 @pytest.mark.parametrize(
     ("call", "field"),
     [
-        (lambda m, x: lyapunov_spectrum(m, x, 11), "k"),
-        (lambda m, x: lyapunov_spectrum(m, x, 2, warmup=6), "warmup"),
-        (lambda m, x: jacobian_norms_by_lag(m, x, spectrum_lags=[6]), "spectrum_lags"),
-        (lambda m, x: jacobian_norms_by_lag(m, x[..., :2]), "inputs"),
+        (lambda m, x: lyapunov(m, x, 11), "k"),
+        (lambda m, x: lyapunov(m, x, 2, warmup=6), "warmup"),
+        (lambda m, x: lyapunov(m, x, 2, [6, 3], warmup=3), "warmup"),  # the shorter has no step left
+        (lambda m, x: jacobians(m, x, spectrum_lags=[6]), "spectrum_lags"),
+        (lambda m, x: jacobians(m, x[..., :2]), "batch.inputs"),
+        (lambda m, x: jacobian_norms_by_lag(m, x, ANY_TASK), "batch"),
+        (lambda m, x: lyapunov_spectrum(m, batch_of(x), None, 2), "task"),
     ],
 )
 def test_invalid_arguments(call, field):
     with pytest.raises(ValueError, match=field):
         call(model_for("lstm"), torch.randn(2, 6, 3, dtype=torch.float64))
+
+
+def per_sequence_expectation(model, inputs, lengths, measure):
+    """By lag from each sequence's last step: the mean over the sequences that reach the lag of
+    ``measure(products)`` (per t), each sequence run alone, cut to its own length."""
+    by_lag = {}
+    for b, length in enumerate(lengths):
+        values = measure(brute_force_products(model, inputs[b : b + 1, :length]))[0]  # (length,)
+        for t, value in enumerate(values):
+            by_lag.setdefault(length - 1 - t, []).append(value)
+    return pd.Series({lag: np.mean(v) for lag, v in sorted(by_lag.items())})
+
+
+@pytest.mark.parametrize("preset", ["rnn", "lstm", "gru"])
+def test_products_of_sequences_of_different_lengths_start_at_their_own_end(preset):
+    # every sequence's product runs from its own last step; wild inputs in its padding change
+    # nothing, and a lag counts only the sequences that reach it
+    model = model_for(preset)
+    lengths = [9, 6, 4]
+    inputs = torch.randn(3, 9, 3, dtype=torch.float64)
+    wild = inputs.clone()
+    for b, length in enumerate(lengths):
+        wild[b, length:] = 50.0
+    frame = jacobians(model, wild, lengths, spectrum_lags=[0, 5])
+    for kind, ord in (("spectral", 2), ("frobenius", "fro")):
+        expected = per_sequence_expectation(
+            model, inputs, lengths, lambda p, ord=ord: norms(p[..., :5, :5], ord)
+        )
+        np.testing.assert_allclose(curve(frame, f"jacobian_{kind}"), expected, rtol=1e-9)
+    rows = frame[(frame["quantity"] == "jacobian_spectral") & (frame["stat"] == "mean")]
+    assert rows["n"].tolist() == [3] * 4 + [2] * 2 + [1] * 3
+    spectra = singular_values(frame, "jacobian")
+    assert spectra.index.tolist() == [(0, 0), (0, 1), (0, 2), (5, 0), (5, 1)]  # the third has no lag 5
+    for (lag, b), values in spectra.iterrows():
+        product = brute_force_products(model, inputs[b : b + 1, : lengths[b]])[0, lengths[b] - 1 - lag]
+        np.testing.assert_allclose(values, torch.linalg.svdvals(product[:5, :5]), rtol=1e-9, atol=1e-12)
+
+
+def test_lyapunov_of_sequences_of_different_lengths_is_the_mean_of_each_alone():
+    model = model_for("lstm")
+    lengths = [12, 7, 9]
+    inputs = torch.randn(3, 12, 3, dtype=torch.float64)
+    wild = inputs.clone()
+    for b, length in enumerate(lengths):
+        wild[b, length:] = -40.0
+    frame = lyapunov(model, wild, 4, lengths, warmup=2)
+    alone = [
+        curve(lyapunov(model, inputs[b : b + 1, :length], 4, warmup=2), "lyapunov", by="k")
+        for b, length in enumerate(lengths)
+    ]
+    np.testing.assert_allclose(curve(frame, "lyapunov", by="k"), np.mean(alone, axis=0), rtol=1e-10)
+    np.testing.assert_allclose(
+        curve(frame, "lyapunov", "median", by="k"), np.median(alone, axis=0), rtol=1e-10
+    )

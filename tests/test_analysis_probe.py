@@ -2,26 +2,33 @@
 
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
+from analysis_checks import double
 
 from seqmem.analysis import (
+    COLUMNS,
     PROBE_COLUMNS,
+    connectivity,
+    forget_product_by_lag,
     gate_statistics,
     gradient_norms_by_lag,
+    input_saliency_by_step,
     jacobian_norms_by_lag,
     lyapunov_spectrum,
     make_probe,
     rnn_gradient_bound,
 )
-from seqmem.config import ProbeConfig, TrainConfig
+from seqmem.analysis.common import prefix
+from seqmem.analysis.scheme import COLUMN_TYPES
+from seqmem.config import DEFAULT_PROBE_QUANTITIES, PROBE_QUANTITIES, ProbeConfig, TrainConfig
 from seqmem.train import ProbeContext, build_model, train
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 
-QUICK = {"batch_size": 6, "jacobian_batch_size": 2, "lyapunov_k": 3}
+QUICK = {"batch_size": 6, "jacobian_batch_size": 3, "lyapunov_k": 3}
+TYPES = {"step": "int64", "sequences_seen": "int64", "phase": "str", **COLUMN_TYPES}
 
 
 def context(cell, phase="init", step=0, task_params=None, eval_every=2):
@@ -37,10 +44,6 @@ def context(cell, phase="init", step=0, task_params=None, eval_every=2):
     task = config.make_task()
     batch = task.sample(8, torch.Generator().manual_seed(0))
     return ProbeContext(build_model(config), task, config, batch, step, step * 32, phase)
-
-
-def rows_of(probe, quantity, stat="mean"):
-    return probe[(probe["quantity"] == quantity) & (probe["stat"] == stat)].sort_values("t")
 
 
 @pytest.mark.parametrize(
@@ -70,57 +73,45 @@ def test_config_round_trips_through_json():
         ProbeConfig.from_dict({"colour": "red"})
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
-def test_rows_are_the_analysis_functions_in_long_format(cell):
-    ctx = context(cell, task_params={"length": 20, "variant": "hochreiter1997"})  # variable lengths
-    probe = make_probe(ProbeConfig(**QUICK))(ctx)
-    assert list(probe.columns) == PROBE_COLUMNS
-    kinds = {
-        "int64": pd.api.types.is_integer_dtype,
-        "str": pd.api.types.is_string_dtype,
-        "float64": pd.api.types.is_float_dtype,
+def functions(quick):
+    """Per ProbeConfig quantity: the analysis function the probe's rows must equal, on the probe's
+    model copy and batches (``quick`` sizes)."""
+    return {
+        "grad_norm": lambda m, batch, small, task: gradient_norms_by_lag(m, batch, task),
+        "input_saliency": lambda m, batch, small, task: input_saliency_by_step(m, batch, task),
+        "jacobian": lambda m, batch, small, task: jacobian_norms_by_lag(m, small, task),
+        "forget_product": lambda m, batch, small, task: forget_product_by_lag(m, small, task),
+        "gates": lambda m, batch, small, task: gate_statistics(m, batch, task),
+        "lyapunov": lambda m, batch, small, task: lyapunov_spectrum(m, small, task, quick["lyapunov_k"]),
+        "gradient_bound": lambda m, batch, small, task: (
+            rnn_gradient_bound(m) if m.cell.gradient_bound() is not None else None
+        ),
+        "connectivity": lambda m, batch, small, task: connectivity(m, small, task),
     }
-    types = ["int64", "int64", "str", "str", "int64", "int64", "str", "float64"]
-    assert all(kinds[kind](probe[column]) for column, kind in zip(PROBE_COLUMNS, types, strict=True))
-    assert set(probe["phase"]) == {"init"} and set(probe["step"]) == {0}
+
+
+@pytest.mark.parametrize("quantity", PROBE_QUANTITIES)
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_rows_are_exactly_the_analysis_functions_frames(cell, quantity):
+    ctx = context(cell, task_params={"length": 20, "variant": "hochreiter1997"})  # variable lengths
+    assert len(set(ctx.eval_batch.lengths[: QUICK["batch_size"]].tolist())) > 1
+    probe = make_probe(ProbeConfig(**QUICK, quantities=(quantity,)))(ctx)
+    assert tuple(probe.columns) == PROBE_COLUMNS
+    assert {c: str(t) for c, t in probe.dtypes.items()} == TYPES
     model = ctx.model.double()  # the probe measures in float64 by default
-    batch = ctx.eval_batch
-    batch = type(batch)(batch.inputs[:6].double(), batch.targets[:6], batch.mask[:6], batch.lengths[:6])
-    common = int(batch.lengths.min())
-    grads = gradient_norms_by_lag(model, batch, ctx.task)
-    np.testing.assert_allclose(
-        rows_of(probe, "grad_norm", "q90")["value"], grads.sort_values("t")["grad_norm_q90"]
-    )
-    jac = jacobian_norms_by_lag(model, batch.inputs[:2, :common])
-    np.testing.assert_allclose(
-        rows_of(probe, "jacobian_spectral")["value"], jac.sort_values("t")["jacobian_spectral"]
-    )
-    lyap = lyapunov_spectrum(model, batch.inputs[:2, :common], 3)
-    np.testing.assert_allclose(rows_of(probe, "lyapunov")["value"], lyap["exponent"])
-    assert (rows_of(probe, "lyapunov")["lag"] == -1).all()
-    expected = {"grad_norm", "input_saliency", "jacobian_spectral", "jacobian_frobenius"}
-    if cell == "lstm":
-        expected |= {
-            "cell_grad_norm",
-            "cell_jacobian_spectral",
-            "forget_product",
-            "gate_i",
-            "gate_f",
-            "gate_o",
-        }
-    if cell == "gru":
-        expected |= {"gate_r", "gate_z"}
-    if cell == "rnn":
-        bound = rows_of(probe, "gradient_bound")
-        assert bound[["t", "lag"]].to_numpy().tolist() == [[-1, -1]]
-        assert bound["value"].iloc[0] == pytest.approx(rnn_gradient_bound(model)["bound"].iloc[0])
-    else:
-        gates = gate_statistics(model, batch.inputs[:, :common])
-        name = gates["gate"].iloc[0]
-        saturated = rows_of(probe, f"gate_{name}", "saturated")
-        np.testing.assert_allclose(saturated["value"], gates[gates["gate"] == name]["saturated"])
-    assert expected <= set(probe["quantity"])
-    assert set(probe["stat"]) >= {"mean", "median", "q10", "q90"}
+    batch = double(prefix(ctx.eval_batch, QUICK["batch_size"]))
+    small = prefix(batch, QUICK["jacobian_batch_size"])
+    expected = functions(QUICK)[quantity](model, batch, small, ctx.task)
+    if expected is None or expected.empty:  # a quantity the cell does not have: left out
+        assert probe.empty
+        return
+    assert set(probe["phase"]) == {"init"} and set(probe["step"]) == {0}
+    pd.testing.assert_frame_equal(probe[list(COLUMNS)], expected)
+
+
+def test_default_quantities_leave_out_the_costly_connectivity():
+    assert "connectivity" in PROBE_QUANTITIES and "connectivity" not in ProbeConfig().quantities
+    assert ProbeConfig().quantities == DEFAULT_PROBE_QUANTITIES
 
 
 def test_probe_leaves_the_model_alone():
@@ -154,7 +145,7 @@ def test_in_training_deterministic_and_labelled():
     )
     first, second = (train(config, [probe], progress=False).probes for _ in range(2))
     pd.testing.assert_frame_equal(first, second)
-    assert list(first.columns) == PROBE_COLUMNS
+    assert tuple(first.columns) == PROBE_COLUMNS
     assert sorted(set(zip(first["step"], first["phase"], strict=True))) == [
         (0, "init"),
         (2, "train"),
@@ -163,9 +154,12 @@ def test_in_training_deterministic_and_labelled():
     assert set(first["quantity"]) == {"grad_norm", "cell_grad_norm", "forget_product"}
 
 
-def test_forget_product_alone_equals_the_jacobian_pass():
+def test_jacobian_rows_leave_the_forget_product_to_its_own_quantity():
     ctx = context("lstm")
-    alone = make_probe(ProbeConfig(**QUICK, quantities=("forget_product",)))(ctx)
-    both = make_probe(ProbeConfig(**QUICK, quantities=("jacobian", "forget_product")))(ctx)
-    assert set(alone["quantity"]) == {"forget_product"}
-    pd.testing.assert_frame_equal(alone, both[both["quantity"] == "forget_product"].reset_index(drop=True))
+    probe = make_probe(ProbeConfig(**QUICK, quantities=("jacobian",)))(ctx)
+    assert set(probe["quantity"]) == {
+        "jacobian_spectral",
+        "jacobian_frobenius",
+        "cell_jacobian_spectral",
+        "cell_jacobian_frobenius",
+    }

@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("seqmem.results",),
     ("seqmem.sweep",),
     ("seqmem.report",),
+    ("seqmem.tensorboard",),
     ("seqmem.cli",),
 )
 

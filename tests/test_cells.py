@@ -12,6 +12,7 @@ from scipy import stats
 
 from seqmem import cells
 from seqmem.cells import (
+    ExpRNNCell,
     GRUCell,
     LSTMCell,
     RNNCell,
@@ -25,10 +26,12 @@ from seqmem.cells import (
     register_preset,
     unregister_preset,
 )
+from seqmem.cells.activations import RELU, TANH
 from seqmem.cells.base import TorchKernel
 from seqmem.cells.rnn import _RNNSequence
 
 TOLERANCE = {torch.float32: 1e-6, torch.float64: 1e-12}
+ACTIVATION = {"tanh": TANH, "relu": RELU}
 
 # family -> (our cell, its torch.nn twin), both built from (input_size, hidden_size)
 FAMILIES = {
@@ -262,7 +265,7 @@ def test_rnn_backward_by_hand_matches_autograd(nonlinearity, dtype, shape):
     weight_hh = (0.5 * torch.randn(hidden, hidden, generator=generator, dtype=dtype)).requires_grad_()
     upstream = torch.randn(*shape, generator=generator, dtype=dtype)
 
-    ours = _RNNSequence.apply(projected, weight_hh, nonlinearity == "relu")
+    ours = _RNNSequence.apply(projected, weight_hh, ACTIVATION[nonlinearity], None)
     expected = rnn_by_autograd(projected, weight_hh, nonlinearity)
     got = torch.autograd.grad((ours * upstream).sum(), [projected, weight_hh])
     want = torch.autograd.grad((expected * upstream).sum(), [projected, weight_hh])
@@ -279,14 +282,14 @@ def test_rnn_backward_by_hand_gradcheck(nonlinearity):
     projected = (torch.randn(6, 2, 3, generator=generator, dtype=torch.float64) + 2.0).requires_grad_()
     weight_hh = (0.3 * torch.randn(3, 3, generator=generator, dtype=torch.float64)).requires_grad_()
     assert torch.autograd.gradcheck(
-        lambda a, w: _RNNSequence.apply(a, w, nonlinearity == "relu"), (projected, weight_hh)
+        lambda a, w: _RNNSequence.apply(a, w, ACTIVATION[nonlinearity], None), (projected, weight_hh)
     )
 
 
 def test_rnn_backward_by_hand_skips_a_frozen_weight():
     projected = torch.randn(4, 2, 3, requires_grad=True)
     weight_hh = torch.randn(3, 3)  # frozen
-    _RNNSequence.apply(projected, weight_hh, False).sum().backward()
+    _RNNSequence.apply(projected, weight_hh, TANH, None).sum().backward()
     assert projected.grad is not None and weight_hh.grad is None
 
 
@@ -349,7 +352,7 @@ def test_the_kernel_is_no_submodule_and_a_copy_runs_it_on_its_own_tensors(preset
 def test_gradient_bound_exactly_for_the_rnn_family(preset):
     cell = make_cell(preset, 2, 6, memory_lag=10)
     bound = cell.gradient_bound()
-    if isinstance(cell, RNNCell):
+    if isinstance(cell, RNNCell | ExpRNNCell):  # h_t = phi(W_hh h_{t-1} + ...) with sup |phi'| = 1
         assert bound.nonlinearity == cell.nonlinearity and bound.derivative_bound == 1.0
         assert bound.sigma_max == pytest.approx(torch.linalg.svdvals(cell.weight_hh.double())[0].item())
         assert bound.bound == bound.sigma_max
@@ -449,6 +452,8 @@ def test_cell_names_are_the_studies_presets_in_order():
         "lstm_chrono",
         "lstm_no_forget",
         "gru",
+        "exprnn",
+        "urnn",
         "lstm1997",
     ]
 

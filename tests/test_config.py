@@ -125,6 +125,9 @@ INVALID = [
     ("logistic_output", "yes"),
     ("readout_init_range", 0.0),
     ("readout_init_range", float("nan")),
+    ("orthogonal_lr", 0.0),
+    ("orthogonal_lr", float("nan")),
+    ("orthogonal_lr", "1e-4"),
 ]
 
 
@@ -316,3 +319,17 @@ def test_fields_added_after_0_1_0_say_so_and_leave_the_identity_at_their_default
     assert not [f.name for f in dataclasses.fields(cls) if f.name in old and SINCE in f.metadata]
     config = tiny() if cls is TrainConfig else ProbeConfig()
     assert sorted(identity_dict(config)) == sorted(old)
+
+
+def test_orthogonal_lr_needs_a_cell_with_orthogonal_parameters():
+    with pytest.raises(ValueError, match=r"^orthogonal_lr=0.0001 is invalid for cell 'rnn': it has no "):
+        tiny(cell="rnn", orthogonal_lr=1e-4)
+    for cell in ("exprnn", "urnn"):
+        assert tiny(cell=cell, hidden_size=4, orthogonal_lr=1e-4).orthogonal_lr == 1e-4
+
+
+def test_orthogonal_lr_enters_the_run_id_only_when_set():
+    default, slower = tiny(cell="exprnn"), tiny(cell="exprnn", orthogonal_lr=1e-4)
+    assert "orthogonal_lr" not in identity_dict(default) and identity_dict(slower)["orthogonal_lr"] == 1e-4
+    assert RunConfig(default).run_id != RunConfig(slower).run_id
+    assert TrainConfig.from_dict(slower.to_dict()) == slower

@@ -217,3 +217,11 @@ def test_the_report_page_includes_the_section(tmp_path, hochreiter_runs):
         warnings.simplefilter("ignore")
         page = write_report(frames, info, tmp_path)
     assert "side by side" in page.read_text()
+
+
+def test_arjovsky_table_states_the_papers_urnn_finding_beside_ours_and_none_for_the_exprnn():
+    runs = pd.DataFrame([arjovsky_run("copy", 500, "urnn", 0.01), arjovsky_run("copy", 500, "exprnn", 0.02)])
+    table = arjovsky_table(runs).set_index(["task", "T", "cell"])
+    urnn = table.loc[("copy", 500, "urnn")]
+    assert "100,000 training examples" in urnn["paper_finding"] and urnn["source"].startswith("Arjovsky")
+    assert pd.isna(table.loc[("copy", 500, "exprnn"), "paper_finding"])  # not in that paper

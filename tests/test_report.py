@@ -18,14 +18,18 @@ import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from matplotlib.collections import PathCollection, PolyCollection, QuadMesh
 from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from scipy import stats
 
+from seqmem import results
+from seqmem.analysis import PROBE_COLUMNS, upgrade_probe_rows
 from seqmem.config import TrainConfig
+from seqmem.io import save_checkpoint
 from seqmem.report import conditions, fit_figures, gradient_figures, html, ticks, training_figures
-from seqmem.report.style import CELL_ORDER, PALETTE, cell_color
+from seqmem.report.style import CELL_ORDER, PALETTE, PHASE_LABELS, cell_color
 
 CELLS = ("rnn", "lstm", "gru")
 LENGTHS = (30, 120)  # 120 sorts before 30 as text: conditions must be ordered numerically
@@ -75,7 +79,8 @@ def config(cell: str, length: int, seed: int) -> dict:
     }
 
 
-def probe_rows(cell: str, length: int, seed: int) -> list[dict]:
+def probe_rows(cell: str, length: int, seed: int) -> pd.DataFrame:
+    """A run's probe rows in the scheme of seqmem.analysis.COLUMNS (columns left out are missing)."""
     rows = []
     lags = np.arange(length)
     for phase, step in PHASE_STEPS:
@@ -123,17 +128,47 @@ def probe_rows(cell: str, length: int, seed: int) -> list[dict]:
                     for stat, v in GATE_F.items()
                 ]
         if cell == "rnn" and phase in BOUND:
-            rows.append(
+            rows.append({**base, "quantity": "gradient_bound", "value": BOUND[phase]})
+    frame = pd.DataFrame(rows)
+    if length <= CONNECTIVITY_LENGTH:
+        frame = pd.concat([frame, connectivity_rows(cell, length, seed)], ignore_index=True)
+    return frame.reindex(columns=PROBE_COLUMNS).astype(
+        {"phase": "str", "quantity": "str", "stat": "str", "t": "Int64", "lag": "Int64", "k": "Int64"}
+        | {"sample": "Int64", "n": "Int64"}
+    )
+
+
+# Connectivity rows only for the short sequences: a heatmap of 120 x 120 steps adds nothing here.
+CONNECTIVITY_LENGTH = 40
+
+
+def connectivity_value(cell: str, phase: str, seed: int, t: np.ndarray, lag: np.ndarray, length: int):
+    """Fades with the lag and (more slowly) with the input step, so a transposed heatmap is caught."""
+    return seed_factor(seed) * DECAY[cell, phase] ** lag * 2.0 ** (-t / length)
+
+
+def connectivity_rows(cell: str, length: int, seed: int) -> pd.DataFrame:
+    output, t = np.tril_indices(length)  # every input step t <= output step
+    lag = output - t
+    return pd.concat(
+        [
+            pd.DataFrame(
                 {
-                    **base,
-                    "quantity": "gradient_bound",
-                    "t": -1,
-                    "lag": -1,
+                    "step": step,
+                    "sequences_seen": 32 * step,
+                    "phase": phase,
+                    "quantity": "connectivity",
+                    "t": t,
+                    "lag": lag,
                     "stat": "mean",
-                    "value": BOUND[phase],
+                    "value": connectivity_value(cell, phase, seed, t, lag, length),
                 }
             )
-    return rows
+            for phase, step in PHASE_STEPS
+            if phase != "train"
+        ],
+        ignore_index=True,
+    )
 
 
 def make_frames(cells=CELLS, lengths=LENGTHS):
@@ -180,7 +215,7 @@ def make_frames(cells=CELLS, lengths=LENGTHS):
                         }
                     )
                 )
-                analysis.append(pd.DataFrame(probe_rows(cell, length, seed)).assign(run_id=rid, **cfg))
+                analysis.append(probe_rows(cell, length, seed).assign(run_id=rid, **cfg))
     if "gru" in cells:  # a run that raised: in runs only, counted as failed, never as unsolved
         runs.append(
             {
@@ -682,6 +717,51 @@ def test_lstm_internals_is_none_without_lstm_runs(frames):
     assert gradient_figures.lstm_internals(frames.analysis[frames.analysis["cell"] != "lstm"]) is None
 
 
+@pytest.fixture(scope="module")
+def connectivity_fig(frames):
+    return gradient_figures.connectivity_heatmap(frames.analysis)
+
+
+def test_connectivity_heatmap_has_a_panel_per_cell_and_phase_on_one_robust_scale(frames, connectivity_fig):
+    axes = data_axes(connectivity_fig)
+    assert len(axes) == 2 * len(CELLS)  # (init, final) of the one condition with connectivity rows
+    meshes = [ax.collections[0] for ax in axes]
+    assert all(isinstance(m, QuadMesh) for m in meshes)
+    rows = frames.analysis[frames.analysis["quantity"] == "connectivity"]
+    assert set(rows["length"]) == {LENGTHS[0]}
+    per_cell = rows.assign(log=np.log10(rows["value"])).groupby(["cell", "phase", "t", "lag"])["log"].mean()
+    expected = tuple(np.percentile(per_cell, [2, 98]))
+    assert len({(m.norm.vmin, m.norm.vmax) for m in meshes}) == 1
+    assert (meshes[0].norm.vmin, meshes[0].norm.vmax) == pytest.approx(expected, abs=1e-12)
+    (colorbar,) = [ax for ax in connectivity_fig.axes if ax.get_label() == "<colorbar>"]
+    assert_log10_axis(colorbar.yaxis)
+    assert "log scale" in colorbar.get_ylabel()
+
+
+@pytest.mark.parametrize(("cell", "phase", "row"), [("rnn", "init", 0), ("lstm", "final", 1)])
+def test_connectivity_heatmap_is_the_geometric_mean_over_seeds_by_output_and_input_step(
+    connectivity_fig, cell, phase, row
+):
+    axes = data_axes(connectivity_fig)
+    ax = axes[row * len(CELLS) + CELLS.index(cell)]
+    assert ax.get_title().startswith(cell) and PHASE_LABELS[phase] in ax.get_title()
+    length = LENGTHS[0]
+    grid = np.ma.filled(ax.collections[0].get_array(), np.nan).reshape(length, length)  # rows t', columns t
+    output, t = np.indices((length, length))
+    # the seeds' log offsets average to 0: the geometric mean is the seed-free value
+    expected = np.log10(connectivity_value(cell, phase, 0, t, output - t, length)) - SEED_LOG_OFFSET[0]
+    below = t <= output
+    np.testing.assert_allclose(grid[below], expected[below], atol=1e-12)
+    assert np.isnan(grid[~below]).all()  # inputs after the output: blank
+
+
+def test_connectivity_heatmap_is_none_with_only_training_phase_probes(frames):
+    rows = frames.analysis[
+        (frames.analysis["quantity"] != "connectivity") | (frames.analysis["phase"] == "train")
+    ]
+    assert gradient_figures.connectivity_heatmap(rows) is None
+
+
 @pytest.mark.parametrize(
     ("low", "high", "plain", "expected"),
     [
@@ -717,6 +797,7 @@ EMPTY = pd.DataFrame({"run_id": []})  # what load_study returns for a study with
         training_figures.success_vs_difficulty,
         fit_figures.memory_horizon,
         gradient_figures.lstm_internals,
+        gradient_figures.connectivity_heatmap,
     ],
 )
 def test_every_figure_returns_none_without_data(draw):
@@ -816,7 +897,7 @@ def test_write_report_notes_missing_figures_instead_of_failing(tmp_path, monkeyp
     messages = [str(w.message) for w in warned]
     assert any("gradient_heatmap failed" in m for m in messages)
     assert any("decay fits skipped" in m for m in messages)
-    page = check_report(index, ["gradient_decay", "learning_curves"])
+    page = check_report(index, ["gradient_decay", "learning_curves", "connectivity"])
     # heatmap: broken; success: no varying parameter; horizon: no fits; internals: no LSTM
     for key in ("gradient_heatmap", "success_vs_difficulty", "memory_horizon", "lstm_internals"):
         assert not (tmp_path / f"{key}.png").exists()
@@ -825,7 +906,9 @@ def test_write_report_notes_missing_figures_instead_of_failing(tmp_path, monkeyp
 
 
 def write_study(root: Path, frames) -> Path:
-    """A study folder as seqmem.results writes it (study.json, runs/<id>/{config,status}.json + parquet)."""
+    """A complete study folder as seqmem 0.1.0 wrote it: study.json and, per run, config.json,
+    status.json (without the digests of later versions) and, unless it failed, metrics.parquet,
+    analysis.parquet and checkpoint.pt (so loading it warns of nothing)."""
     study = root / "tiny"
     grid = []
     for run in frames.runs.to_dict("records"):
@@ -862,12 +945,14 @@ def write_study(root: Path, frames) -> Path:
             for name, frame in (("metrics", frames.metrics), ("analysis", frames.analysis)):
                 rows = frame[frame["run_id"] == rid].drop(columns=config_columns, errors="ignore")
                 rows.to_parquet(folder / f"{name}.parquet", index=False)
+            save_checkpoint(folder / "checkpoint.pt", {"weight": torch.zeros(2)}, train)
         (folder / "status.json").write_text(json.dumps({**status, "final_metrics": final}))
         grid.append({"run_id": rid, "train": train})
     (study / "study.json").write_text(json.dumps({"name": "tiny", "preset": "quick", "grid": grid}))
     return study
 
 
+@pytest.mark.filterwarnings("error")  # the folder is complete: nothing to warn about
 def test_render_report_from_a_study_folder(tmp_path):
     study = write_study(tmp_path, make_frames(lengths=(20, 40)))
     index = html.render_report(study)
@@ -875,3 +960,33 @@ def test_render_report_from_a_study_folder(tmp_path):
     page = check_report(index, FIGURE_KEYS)
     assert "<h1>seqmem study: tiny</h1>" in page and "Not drawn" not in page
     assert "adding, length=40" in page and "budget_exhausted" in page and "failed" in page  # run counts
+
+
+def as_0_1_0(analysis: pd.DataFrame) -> pd.DataFrame:
+    """Probe rows in the layout seqmem 0.1.0 wrote: -1 for a missing step or lag, the stat
+    'mean' on the gradient bound, no k, sample or n column."""
+    old = analysis.drop(columns=["k", "sample", "n"])
+    old["stat"] = old["stat"].fillna("mean")
+    return (
+        old.astype({"t": "Int64", "lag": "Int64"})
+        .fillna({"t": -1, "lag": -1})
+        .astype({"t": "int64", "lag": "int64"})
+    )
+
+
+@pytest.mark.filterwarnings("error")
+def test_render_report_reads_a_study_written_by_seqmem_0_1_0(tmp_path):
+    frames = make_frames(cells=("rnn", "lstm"), lengths=(20, 40))
+    old = types.SimpleNamespace(runs=frames.runs, metrics=frames.metrics, analysis=as_0_1_0(frames.analysis))
+    assert (old.analysis["t"] == -1).any() and "k" not in old.analysis
+    new_study, old_study = write_study(tmp_path / "new", frames), write_study(tmp_path / "old", old)
+    page = check_report(html.render_report(old_study), FIGURE_KEYS)
+    assert "Not drawn" not in page
+    old_frames, new_frames = results.load_study(old_study), results.load_study(new_study)
+    pd.testing.assert_frame_equal(html.summary_table(old_frames), html.summary_table(new_frames))
+    fits = [
+        fit_figures.decay_fits(conditions.add_conditions(upgrade_probe_rows(f.analysis), f.runs))
+        for f in (old_frames, new_frames)
+    ]
+    pd.testing.assert_frame_equal(*fits)
+    assert fits[0].loc[fits[0]["cell"] == "rnn", "gradient_bound"].notna().all()  # from 0.1.0's t = -1 rows

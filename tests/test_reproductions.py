@@ -96,6 +96,15 @@ def test_arjovsky_hidden_sizes_per_cell_and_task(arjovsky):
     }
 
 
+def test_arjovsky_unitary_and_orthogonal_cells_get_their_papers_sizes_and_rates(arjovsky):
+    runs = {(r.train.cell, r.train.task): r.train for r in arjovsky.grid("full")}
+    assert runs[("urnn", "copy")].hidden_size == 256  # 128 complex units
+    assert runs[("exprnn", "copy")].hidden_size == 190
+    assert {cell: config.orthogonal_lr for (cell, _), config in runs.items() if config.orthogonal_lr} == {
+        "exprnn": 1e-4
+    }
+
+
 @pytest.mark.slow
 def test_hochreiter_quick_lstm_solves_the_adding_problem_and_the_rnn_does_not(hochreiter, tmp_path):
     study_dir = run_study(hochreiter, "quick", out=tmp_path, workers=2, progress=False)

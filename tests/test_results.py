@@ -1,4 +1,5 @@
-"""seqmem.results: the run folder layout, loading into tidy frames, and damage reporting.
+"""seqmem.results: the run folder layout, loading into tidy frames, damage reporting, verifying
+stored runs against their digests, and run claims.
 
 Runs are fabricated with known contents, so every loaded value has an independent reference:
 the data that was written."""
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -16,10 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sweep_checks import flip_a_byte, truncate
 
 from seqmem import results
 from seqmem.config import RunConfig
-from seqmem.io import load_checkpoint
+from seqmem.io import file_digest, load_checkpoint
 from seqmem.sweep import Study
 
 STUDY = Study(
@@ -198,3 +201,125 @@ def test_the_store_does_not_load_training():
     assert {"seqmem.results", "seqmem.io", "seqmem.config"} <= loaded
     above = ("model", "train", "analysis", "sweep", "report", "cli")
     assert not {name for name in loaded if name.split(".")[1] in above}
+
+
+# -- what counts as stored: complete, intact files -------------------------------------------------
+
+
+def test_status_json_lists_the_digest_of_every_file(study_dir):
+    for run in STUDY.grid(None):
+        folder = results.run_dir(study_dir, run.run_id)
+        listed = results.read_status(folder)["files"]
+        names = sorted(p.name for p in folder.iterdir() if p.name != "status.json")
+        assert sorted(listed) == names
+        assert all(listed[name] == file_digest(folder / name) for name in names)
+        assert results.stored_status(study_dir, run.run_id)["status"] in results.STATUSES
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "problem"),
+    [
+        ("config.json", truncate, "bytes, not the"),
+        ("metrics.parquet", truncate, "bytes, not the"),
+        ("analysis.parquet", lambda path: path.unlink(), "missing file"),
+        ("checkpoint.pt", flip_a_byte, "SHA-256"),
+    ],
+)
+def test_a_damaged_file_makes_the_run_one_to_redo(study_dir, name, damage, problem):
+    victim, *others = STUDY.grid(None)
+    damage(results.run_dir(study_dir, victim.run_id) / name)
+    status = results.read_status(results.run_dir(study_dir, victim.run_id))
+    assert list(results.run_damage(results.run_dir(study_dir, victim.run_id), status)) == [name]
+    assert problem in results.run_damage(results.run_dir(study_dir, victim.run_id), status)[name]
+    assert results.stored_status(study_dir, victim.run_id) is None
+    assert all(results.stored_status(study_dir, run.run_id) is not None for run in others)
+
+
+@pytest.mark.parametrize("content", ["{}", "[]", '{"status": "great"}', '{"status": "solved"'])
+def test_a_status_json_without_a_known_status_is_no_status(study_dir, content):
+    victim = STUDY.grid(None)[0]
+    path = results.run_dir(study_dir, victim.run_id) / "status.json"
+    path.write_text(content)
+    assert results.read_status(path.parent) is None
+    with pytest.warns(UserWarning, match=f"run {victim.run_id}: unreadable status.json") as caught:
+        frames = results.load_study(study_dir)
+    assert any(str(path) in str(w.message) for w in caught)
+    assert victim.run_id not in set(frames.runs.run_id)
+    assert frames.problems.to_dict("records") == [
+        {"run_id": victim.run_id, "path": str(path), "problem": frames.problems.problem[0]}
+    ]
+
+
+def test_runs_of_0_1_0_without_digests_are_checked_by_reading_them(study_dir):
+    victim, intact, _ = STUDY.grid(None)
+    for run in (victim, intact):
+        path = results.run_dir(study_dir, run.run_id) / "status.json"
+        status = json.loads(path.read_text())
+        del status["files"]  # as seqmem 0.1.0 wrote it
+        path.write_text(json.dumps(status))
+    assert results.stored_status(study_dir, intact.run_id) is not None
+    truncate(results.run_dir(study_dir, victim.run_id) / "metrics.parquet")
+    assert results.stored_status(study_dir, victim.run_id) is None
+
+
+def test_load_study_lists_what_it_could_not_read(study_dir):
+    victim = STUDY.grid(None)[1]
+    truncate(results.run_dir(study_dir, victim.run_id) / "metrics.parquet")
+    with pytest.warns(UserWarning):
+        frames = results.load_study(study_dir)
+    assert list(frames.problems.columns) == ["run_id", "path", "problem"]
+    assert frames.problems.run_id.tolist() == [victim.run_id]
+    assert frames.problems.path.tolist() == [
+        str(results.run_dir(study_dir, victim.run_id) / "metrics.parquet")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"), [('{"name": "store", "grid": [', "not valid JSON"), ('{"name": "x"}', "no grid")]
+)
+def test_a_broken_study_json_is_named_and_the_run_folders_load(study_dir, content, problem):
+    (study_dir / "study.json").write_text(content)
+    with pytest.warns(UserWarning, match=f"study store: .*{problem}.* at {study_dir / 'study.json'}"):
+        frames = results.load_study(study_dir)
+    assert sorted(frames.runs.run_id) == sorted(run.run_id for run in STUDY.grid(None))
+    assert frames.problems.run_id.isna().all() and len(frames.problems) == 1
+    assert frames.info["name"] == ("x" if "grid" not in content else "store")
+
+
+# -- claims ---------------------------------------------------------------------------------------
+
+
+def test_a_claimed_run_cannot_be_claimed_again_until_released(tmp_path):
+    with results.claim_run(tmp_path, "abc", wait=False) as first:
+        with results.claim_run(tmp_path, "abc", wait=False) as second:
+            assert (first, second) == (True, False)
+        with results.claim_run(tmp_path, "other", wait=False) as other:
+            assert other
+    with results.claim_run(tmp_path, "abc", wait=False) as again:
+        assert again
+
+
+HOLD_LOCK = """
+import sys, time
+from filelock import FileLock
+lock = FileLock(sys.argv[1])
+lock.acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_the_claim_of_a_killed_process_is_taken_over(tmp_path):
+    lock = tmp_path / "locks" / "abc.lock"
+    lock.parent.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with results.claim_run(tmp_path, "abc", wait=False) as claimed:
+            assert not claimed  # a live holder keeps it
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        holder.stdout.close()
+    with results.claim_run(tmp_path, "abc", wait=False) as claimed:
+        assert claimed

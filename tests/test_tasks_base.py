@@ -1,17 +1,20 @@
 """The contract every task shares (tasks/base.py, tasks/__init__.py): registry,
-shapes, dtypes, masks, determinism, errors, scoring and the memoryless baseline."""
+shapes, dtypes, masks, determinism, errors, scoring, the memoryless baseline, numpy
+scalars and the memory bound."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 
+import numpy as np
+import psutil
 import pytest
 import torch
 
 import tasks
 from tasks import Batch, Task, make_task, task_names
-from tasks.base import check_fields, render_columns, step_scores
+from tasks.base import MEMORY_ENV, check_fields, memory_limit, render_columns, step_scores
 
 TASKS = [
     tasks.CopyTask(delay=20),
@@ -278,3 +281,64 @@ def test_render_columns_aligns_and_folds_runs() -> None:
     first, second = text.splitlines()
     assert "_×5" in first and "_×5" in second
     assert first.index("_×5") == second.index("_×5") and first.index("10") == second.index("7")
+
+
+# -- numpy scalars and the memory bound ---------------------------------------------------------------
+
+
+def test_numpy_scalars_are_accepted_and_stored_as_python_numbers() -> None:
+    task = tasks.CopyTask(delay=np.int64(10), n_copy=np.int32(4))
+    assert task == tasks.CopyTask(delay=10, n_copy=4) and str(task) == str(tasks.CopyTask(delay=10, n_copy=4))
+    assert type(task.delay) is int and type(task.n_copy) is int
+    assert make_task("adding", length=np.int64(20), variant=np.str_("hochreiter1997")).params() == {
+        "length": 20,
+        "variant": "hochreiter1997",
+    }
+    batch = task.sample(np.int64(3), seeded(0))
+    assert torch.equal(batch.inputs, task.sample(3, seeded(0)).inputs)
+
+
+def test_min_batch_bytes_is_a_lower_bound_of_a_batch(task: Task, batch: Batch) -> None:
+    stored = sum(
+        t.numel() * t.element_size() for t in (batch.inputs, batch.targets, batch.mask, batch.lengths)
+    )
+    assert 0 < task.min_batch_bytes(batch.batch_size) <= stored
+
+
+@pytest.mark.parametrize(
+    ("text", "limit"), [("1000", 1000), ("8G", 8 * 2**30), ("512MiB", 512 * 2**20), ("1.5 kb", 1536)]
+)
+def test_memory_limit_reads_the_environment(monkeypatch: pytest.MonkeyPatch, text: str, limit: int) -> None:
+    monkeypatch.setenv(MEMORY_ENV, text)
+    assert memory_limit() == limit
+
+
+def test_memory_limit_defaults_to_the_memory_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(MEMORY_ENV, raising=False)
+    available = psutil.virtual_memory().available  # an independent reading of /proc/meminfo
+    assert 0.5 * available < memory_limit() < 1.5 * available
+
+
+def test_a_bad_memory_limit_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MEMORY_ENV, "lots")
+    with pytest.raises(ValueError, match=rf"^{MEMORY_ENV}='lots' is invalid: [^\n]+$"):
+        memory_limit()
+
+
+def test_a_batch_over_the_bound_is_refused_before_sampling(monkeypatch: pytest.MonkeyPatch) -> None:
+    task = tasks.AddingTask(length=100)
+    monkeypatch.setenv(MEMORY_ENV, str(task.min_batch_bytes(10)))
+    assert task.sample(10).batch_size == 10
+    with pytest.raises(
+        ValueError, match=r"^batch_size=11 is invalid: a batch of adding\(length=100.*\$SEQMEM"
+    ):
+        task.sample(11)
+
+
+def test_a_task_too_long_for_this_machine_is_one_line_not_an_allocator_crash() -> None:
+    # 10^12 steps of 10 one-hot floats: ~40 TB for a single example
+    with pytest.raises(
+        ValueError, match=r"^batch_size=1 is invalid: .*TiB, more than the memory bound"
+    ) as caught:
+        tasks.CopyTask(delay=10**12).describe()
+    assert "\n" not in str(caught.value)

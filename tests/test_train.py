@@ -26,6 +26,7 @@ from seqmem.train import (
     build_model,
     denormals_flushed,
     load_model,
+    make_optimizer,
     train,
     training_loss,
 )
@@ -544,3 +545,40 @@ def test_tanh_rnn_stays_at_the_baseline_of_the_long_copy_task():
     assert result.status == "budget_exhausted"
     assert result.history["loss_ratio"].iloc[1:].min() > 0.9
     assert result.final_metrics["loss_ratio"] < 1.1  # it did learn the memoryless strategy
+
+
+@pytest.mark.parametrize("cell", ["exprnn", "urnn"])
+def test_orthogonal_parameters_step_at_their_own_learning_rate(cell):
+    config = TrainConfig(
+        task="adding",
+        task_params={"length": 6},
+        cell=cell,
+        hidden_size=4,
+        optimizer="sgd",
+        momentum=0.0,
+        lr=0.1,
+        orthogonal_lr=0.001,
+        max_steps=1,
+    )
+    model = build_model(config)
+    optimizer = make_optimizer(config, model)
+    orthogonal = {id(p) for p in model.cell.orthogonal_parameters()}
+    assert orthogonal and [len(g["params"]) for g in optimizer.param_groups] == [
+        len(list(model.parameters())) - len(orthogonal),
+        len(orthogonal),
+    ]
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    before = {id(p): (p.detach().clone(), p.grad.clone()) for p in model.parameters()}
+    optimizer.step()
+    for p in model.parameters():  # plain SGD: p - lr * grad, with the group's lr
+        start, grad = before[id(p)]
+        lr = 0.001 if id(p) in orthogonal else 0.1
+        torch.testing.assert_close(p.detach(), start - lr * grad, rtol=0, atol=1e-7)
+
+
+def test_without_orthogonal_lr_one_group_in_parameter_order():
+    config = TrainConfig(task="adding", task_params={"length": 6}, cell="exprnn", hidden_size=4, max_steps=1)
+    model = build_model(config)
+    (group,) = make_optimizer(config, model).param_groups
+    assert group["params"] == list(model.parameters()) and group["lr"] == config.lr

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from seqmem.analysis.scheme import scheme_rows
 from seqmem.model import SequenceModel
 
 __all__ = ["METRICS", "fit_decay", "mean_t_interval", "rnn_gradient_bound"]
@@ -67,37 +68,43 @@ def mean_t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float
     return mean, mean - half, mean + half
 
 
-def _curve(frame: pd.DataFrame, value: str, stat: str) -> tuple[pd.DataFrame, str]:
-    """The rows and value column to fit: a wide analysis frame (``value`` is a column) or long
-    probe rows (columns quantity, stat, value: ``value`` names the quantity, ``stat`` the row)."""
-    if {"quantity", "stat", "value"} <= set(frame.columns):
-        known = sorted(frame["quantity"].unique())
-        if value not in known:
-            raise ValueError(f"value={value!r} is invalid: must be one of the frame's quantities {known}")
-        rows = frame[(frame["quantity"] == value) & (frame["stat"] == stat)]
-        if rows.empty:
-            raise ValueError(f"stat={stat!r} is invalid: must be one of {sorted(frame['stat'].unique())}")
-        return rows, "value"
-    if value not in frame.columns:
+def _curve(frame: pd.DataFrame, quantity: str, stat: str | None) -> pd.DataFrame:
+    """The rows of ``quantity`` at ``stat`` (None: the per-sample rows, whose stat is missing)
+    that have a lag."""
+    missing = [c for c in ("quantity", "stat", "lag", "value") if c not in frame.columns]
+    if missing:
         raise ValueError(
-            f"value={value!r} is invalid: must be one of the frame's columns {list(frame.columns)}"
+            f"frame columns={list(frame.columns)} are invalid: must include {missing} "
+            "(rows in seqmem.analysis.COLUMNS)"
         )
-    return frame, value
+    known = sorted(frame["quantity"].dropna().unique())
+    if quantity not in known:
+        raise ValueError(f"quantity={quantity!r} is invalid: must be one of the frame's quantities {known}")
+    rows = frame[frame["quantity"] == quantity]
+    stats = sorted(rows["stat"].dropna().unique())
+    rows = rows[rows["stat"].isna()] if stat is None else rows[rows["stat"] == stat]
+    if rows.empty:
+        raise ValueError(
+            f"stat={stat!r} is invalid for {quantity}: must be one of {stats}"
+            + (" or None (per-sample rows)" if stat is not None else "")
+        )
+    return rows[rows["lag"].notna()]
 
 
 def fit_decay(
     frame: pd.DataFrame,
-    value: str = "grad_norm",
+    quantity: str = "grad_norm",
     *,
     by: Sequence[str] = (),
     replicate: str | None = "auto",
-    stat: str = "mean",
+    stat: str | None = "mean",
     threshold: float = 1e-6,
     confidence: float = 0.95,
 ) -> pd.DataFrame:
-    """Fit log(norm) = intercept - lag / tau to each curve of ``frame`` (columns lag and ``value``,
-    or long probe rows: then quantity ``value`` at ``stat``), one fit per group of ``by`` columns
-    and per replicate.
+    """Fit log(norm) = intercept - lag / tau to each curve of ``quantity`` in ``frame`` (rows in
+    ``seqmem.analysis.COLUMNS``, as every analysis function returns and the probe stores, plus
+    any key columns), one fit per group of ``by`` columns and per replicate.  The curve is the
+    statistic ``stat`` by lag; ``stat=None`` takes per-sample rows (``per_sample=True``).
 
     Per fit: decay_factor = exp(-1/tau) per step (> 1 means growth; tau, half_life = tau ln 2 and
     memory_horizon are then inf), log10_ratio = log10(norm at the largest lag / norm at lag 0),
@@ -106,7 +113,7 @@ def fit_decay(
     against the lag-0 one, and underflowed zeros count as below.  If no lag in the range gets
     there, the horizon is where the fitted line crosses the threshold, flagged
     ``horizon_extrapolated``.  Non-positive norms are left out of the fit.  Several rows at
-    one lag (per-sample frames, several probes) are averaged first.
+    one lag (per-sample rows, several probes) are averaged first.
 
     ``replicate``: the column that tells independent runs apart; 'auto' takes 'run_id', else
     'seed', if present and not in ``by``.  With replicates every metric is their mean with a
@@ -132,14 +139,11 @@ def fit_decay(
         raise ValueError(f"threshold={threshold!r} is invalid: must be in (0, 1)")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence={confidence!r} is invalid: must be in (0, 1)")
-    if "lag" not in frame.columns:
-        raise ValueError(f"frame columns={list(frame.columns)} is invalid: must include 'lag'")
-    rows, column = _curve(frame, value, stat)
-    rows = rows[rows["lag"] >= 0]
+    rows = _curve(frame, quantity, stat)
     keys = by + ([replicate] if replicate else [])
     fits = []
     for key, group in rows.groupby(keys, sort=True, dropna=False) if keys else [((), rows)]:
-        curve = group.groupby("lag")[column].mean()
+        curve = group.groupby("lag")["value"].mean()
         fit = _fit(curve.index.to_numpy(np.float64), curve.to_numpy(np.float64), threshold)
         fits.append(dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)) | fit)
     per_fit = pd.DataFrame(fits, columns=[*keys, *METRICS, "horizon_extrapolated", "n_points"])
@@ -162,9 +166,10 @@ def fit_decay(
 def rnn_gradient_bound(model: SequenceModel) -> pd.DataFrame:
     """Pascanu, Mikolov & Bengio (2013): ||dh_t/dh_{t-1}|| <= sigma_max(W_hh) * gamma, with gamma
     the bound of the nonlinearity's derivative (1 for tanh and for ReLU), so gradients shrink at
-    least as fast as ``bound`` per step when it is below 1.  One row: preset, nonlinearity,
-    sigma_max, derivative_bound, bound.  Only for cells whose step has that form (the cell's
-    ``gradient_bound()``: tanh/ReLU RNN cells)."""
+    least as fast as ``bound`` per step when it is below 1.  A property of the weights alone, so
+    it takes the model only.  Rows (``seqmem.analysis.COLUMNS``, every column but quantity and
+    value missing): sigma_max, derivative_bound and gradient_bound (their product).  Only for
+    cells whose step has that form (the cell's ``gradient_bound()``: tanh/ReLU RNN cells)."""
     cell = model.cell
     bound = cell.gradient_bound()
     if bound is None:
@@ -172,12 +177,9 @@ def rnn_gradient_bound(model: SequenceModel) -> pd.DataFrame:
             f"model.cell={type(cell).__name__} is invalid: rnn_gradient_bound needs a cell of the form "
             "h_t = phi(W_hh h_{t-1} + ...) (one with a gradient_bound(), e.g. an RNNCell)"
         )
-    return pd.DataFrame(
-        {
-            "preset": [cell.preset],
-            "nonlinearity": [bound.nonlinearity],
-            "sigma_max": [bound.sigma_max],
-            "derivative_bound": [bound.derivative_bound],
-            "bound": [bound.bound],
-        }
-    )
+    values = {
+        "sigma_max": bound.sigma_max,
+        "derivative_bound": bound.derivative_bound,
+        "gradient_bound": bound.bound,
+    }
+    return scheme_rows(np.array(list(values), dtype=object), np.array(list(values.values())))

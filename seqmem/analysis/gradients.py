@@ -18,7 +18,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from seqmem.analysis.common import as_dtype, batch_as_dtype, lag_frame
+from seqmem.analysis.common import as_dtype, batch_as_dtype, check_batch, lag_rows
 from seqmem.config import REFERENCES
 from seqmem.model import SequenceModel
 from tasks.base import Batch, Task, check_choice
@@ -56,10 +56,11 @@ def lag_gradient_norms(
     reference: str = "last",
     dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Per-sample norms ``(B, L)`` of the requested gradients from one backward pass, and each
-    sample's lag origin ``(B,)``.  ``quantities`` from 'grad_norm' (||dL/dh_t||),
+    """Each sample's lag origin ``(B,)`` and the per-sample norms ``(B, L)`` of the requested
+    gradients, from one backward pass.  ``quantities`` from 'grad_norm' (||dL/dh_t||),
     'cell_grad_norm' (||dL/dc_t||, LSTM only: skipped for cells without a cell state) and
     'input_saliency' (||dL/dx_t||)."""
+    check_batch(model, batch, task)
     check_choice("reference", reference, REFERENCES)
     for name in quantities:
         check_choice("quantities", name, QUANTITIES)
@@ -91,20 +92,21 @@ def gradient_norms_by_lag(
     per_sample: bool = False,
     dtype: torch.dtype | None = None,
 ) -> pd.DataFrame:
-    """||dL/dh_t|| (and ||dL/dc_t|| for LSTMs) for every step t <= each sample's reference step.
+    """||dL/dh_t|| (quantity grad_norm) and, for cells with a cell state, ||dL/dc_t||
+    (cell_grad_norm) for every step t <= each sample's reference step.
 
     Both are total derivatives of the graph nodes h_t and c_t (what BPTT carries back), so
     dL/dc_t includes the path through h_t = o_t * tanh(c_t) as well as the one through c_{t+1}.
 
-    Columns: t, lag (= reference - t), n (samples at that lag), grad_norm (batch mean),
-    grad_norm_median, grad_norm_q10, grad_norm_q90 and, for LSTMs, the same for cell_grad_norm.
-    ``per_sample=True``: one row per sample and step (sample, t, lag, grad_norm[, cell_grad_norm]).
+    Rows (``seqmem.analysis.COLUMNS``): per quantity, lag (= reference - t) and stat (mean,
+    median, q10, q90 over the n samples that reach the lag), t the median step at that lag;
+    ``per_sample=True``: one row per quantity, sample and step t (stat and n missing).
     ``reference``: 'last' (the task's reference step) or 'all' (the full loss).  ``dtype``:
     measure on a copy of the model in this precision (float64 follows the decay far past
     float32's underflow at ~1e-38 / 1e-45).
     """
     origin, norms = lag_gradient_norms(model, batch, task, ("grad_norm", "cell_grad_norm"), reference, dtype)
-    return lag_frame(norms, origin, per_sample)
+    return lag_rows(norms, origin, per_sample)
 
 
 def input_saliency_by_step(
@@ -118,7 +120,7 @@ def input_saliency_by_step(
 ) -> pd.DataFrame:
     """||dL/dx_t||: how much the answer still depends on the input ``lag`` steps back.
 
-    Same loss, reference and columns as ``gradient_norms_by_lag``, quantity ``input_saliency``.
+    Same loss, reference and rows as ``gradient_norms_by_lag``, quantity ``input_saliency``.
     """
     origin, norms = lag_gradient_norms(model, batch, task, ("input_saliency",), reference, dtype)
-    return lag_frame(norms, origin, per_sample)
+    return lag_rows(norms, origin, per_sample)

@@ -22,7 +22,7 @@ import torch
 
 from seqmem.analysis.fits import fit_decay, rnn_gradient_bound
 from seqmem.analysis.gradients import gradient_norms_by_lag
-from seqmem.model import make_model
+from seqmem.model import SequenceModel, make_model
 from tasks import AddingTask
 from tasks.base import check_int
 
@@ -51,14 +51,21 @@ def headline(
             torch.manual_seed(seed)
             model = make_model(cell, task, hidden_size)
             batch = task.sample(batch_size, torch.Generator().manual_seed(seed))
-            frame = gradient_norms_by_lag(model, batch, task, dtype=torch.float64)
-            for value, path in PATHS.items():
-                if value in frame:
-                    curve = frame[["lag", value]].rename(columns={value: "norm"})
-                    curves.append(curve.assign(cell=cell, path=path, seed=seed))
+            curves.append(
+                gradient_norms_by_lag(model, batch, task, dtype=torch.float64).assign(cell=cell, seed=seed)
+            )
             if model.cell.gradient_bound() is not None:
-                bounds.setdefault(cell, []).append(float(rnn_gradient_bound(model)["bound"].iloc[0]))
-    fits = fit_decay(pd.concat(curves, ignore_index=True), "norm", by=["cell", "path"], replicate="seed")
+                bounds.setdefault(cell, []).append(_bound(model))
+    curves = pd.concat(curves, ignore_index=True)
+    measured = set(curves["quantity"])
+    fits = pd.concat(
+        [
+            fit_decay(curves, quantity, by=["cell"], replicate="seed").assign(path=path)
+            for quantity, path in PATHS.items()
+            if quantity in measured
+        ],
+        ignore_index=True,
+    )
     order = {
         **{cell: k for k, cell in enumerate(cells)},
         **{path: k for k, path in enumerate(PATHS.values())},
@@ -68,6 +75,11 @@ def headline(
         ratio=10.0 ** fits["log10_ratio"],
         gradient_bound=[np.mean(bounds[c]) if c in bounds else np.nan for c in fits["cell"]],
     ).reset_index(drop=True)
+
+
+def _bound(model: SequenceModel) -> float:
+    rows = rnn_gradient_bound(model)
+    return float(rows.loc[rows["quantity"] == "gradient_bound", "value"].iloc[0])
 
 
 def _interval(frame: pd.DataFrame, metric: str, digits: str) -> pd.Series:

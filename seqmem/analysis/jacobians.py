@@ -21,26 +21,27 @@ import numpy as np
 import pandas as pd
 import torch
 
-from seqmem.analysis.common import as_dtype, lag_frame, nan_quantiles
+from seqmem.analysis.common import (
+    as_dtype,
+    check_batch,
+    lag_rows,
+    last_steps,
+    model_dtype,
+    statistics_rows,
+)
+from seqmem.analysis.scheme import scheme_rows, tidy
 from seqmem.cells.base import StepJacobian, Transition
 from seqmem.model import SequenceModel
-from tasks.base import check_int
+from tasks.base import Batch, Task, check_int
 
-__all__ = ["jacobian_norms_by_lag", "lyapunov_spectrum", "forget_product"]
-
-
-def _check_inputs(model: SequenceModel, inputs: torch.Tensor) -> None:
-    if inputs.dim() != 3 or inputs.shape[-1] != model.input_size or inputs.shape[1] < 1:
-        raise ValueError(
-            f"inputs shape={tuple(inputs.shape)} is invalid: must be (batch, length >= 1, {model.input_size})"
-        )
+__all__ = ["jacobian_norms_by_lag", "lyapunov_spectrum"]
 
 
 def _step_jacobians(
     model: SequenceModel, inputs: torch.Tensor
-) -> tuple[Callable[[int, torch.Tensor | None], StepJacobian], dict[str, torch.Tensor]]:
+) -> Callable[[int, torch.Tensor | None], StepJacobian]:
     """``jacobian(t, scale)``: ds_t/ds_{t-1} of step t (0-based) of ``model`` run on ``inputs``,
-    per sample, times ``scale`` (B,) when given, and the gates (B, L, H) of that run."""
+    per sample, times ``scale`` (B,) when given."""
     cell = model.cell
     with torch.no_grad():
         _, unrolled = model(inputs, return_states=True)
@@ -52,14 +53,13 @@ def _step_jacobians(
             for first, after in zip(initial, unrolled.blocks.values(), strict=True)
         ]
         states = list(zip(*blocks, strict=True))
-    gates = unrolled.gates
-    gates_by_step = {name: gate.unbind(dim=1) for name, gate in gates.items()}
+    gates_by_step = {name: gate.unbind(dim=1) for name, gate in unrolled.gates.items()}
 
     def jacobian(t: int, scale: torch.Tensor | None = None) -> StepJacobian:
         step_gates = {name: by_step[t] for name, by_step in gates_by_step.items()}
         return cell.step_jacobian(Transition(projected[t], states[t], states[t + 1], step_gates), scale)
 
-    return jacobian, gates
+    return jacobian
 
 
 def _pull(columns: tuple[torch.Tensor, ...], jacobian: StepJacobian) -> tuple[torch.Tensor, ...]:
@@ -90,14 +90,6 @@ def _push(jacobian: StepJacobian, frame: torch.Tensor) -> torch.Tensor:
             total = term if total is None else total + term
         out.append(total)
     return torch.cat(out, dim=1)
-
-
-def forget_product(forget: torch.Tensor) -> torch.Tensor:
-    """Per sample and t, the mean over units of prod_{s=t+1}^{T} f_s, i.e. dc_T/dc_t along the
-    cell-state path alone (1 at t = T); ``forget`` is (B, L, H).  In log space, float64."""
-    logs = torch.log(forget.to(torch.float64))
-    later = logs.flip(1).cumsum(1).flip(1) - logs  # sum over s > t
-    return later.exp().mean(dim=-1)
 
 
 def _working(blocks: torch.Tensor, frobenius: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -256,14 +248,21 @@ class _DeferredSpectralNorms:
         self.out, self.chunk, self.pending = out, chunk, []
 
     def add(
-        self, blocks: torch.Tensor, frobenius: torch.Tensor, factor: torch.Tensor, t: int, start: torch.Tensor
+        self,
+        blocks: torch.Tensor,
+        frobenius: torch.Tensor,
+        factor: torch.Tensor,
+        t: int,
+        start: torch.Tensor,
+        wanted: torch.Tensor,
     ) -> torch.Tensor:
-        """``blocks`` (K, B, H, H) of lag t, the product's magnitudes ``factor`` (B,) beside
-        their Frobenius norms (K, B); returns the warm starts for the next lag (K, B, H)."""
+        """``blocks`` (K, B, H, H) of step t, the product's magnitudes ``factor`` (B,) beside
+        their Frobenius norms (K, B); only the samples ``wanted`` (B,) are certified (the others'
+        entries stay estimates).  Returns the warm starts for the next step (K, B, H)."""
         theta, u, certified = _power_iteration(blocks, frobenius, start)
         magnitude = frobenius.double() * factor
         self.out[:, :, t] = theta.sqrt() * magnitude
-        rest = ~certified
+        rest = ~certified & wanted
         if bool(rest.any()):
             which, sample = rest.nonzero(as_tuple=True)
             self.pending.append((blocks[rest], frobenius[rest], u[rest], magnitude[rest], which, sample, t))
@@ -284,50 +283,52 @@ class _DeferredSpectralNorms:
 
 def jacobian_norms_by_lag(
     model: SequenceModel,
-    inputs: torch.Tensor,
+    batch: Batch,
+    task: Task,
     *,
     spectrum_lags: Sequence[int] | None = None,
     spectral: bool = True,
     dtype: torch.dtype | None = None,
-) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
-    """Norms of the exact Jacobian products from the last step T = L - 1 back to every step t.
+) -> pd.DataFrame:
+    """Norms of the exact Jacobian products from each sequence's last step T back to every step t.
 
     P_T = I and P_t = P_{t+1} J_{t+1}, J_{t+1} = ds_{t+1}/ds_t per sample, for the full state
-    s = h (RNN, GRU) or s = (h, c) (LSTM, a 2H x 2H product).  Reported per t (lag = T - t),
-    batch mean and median/q10/q90 (see ``lag_frame``):
+    s = h (RNN, GRU) or s = (h, c) (LSTM, a 2H x 2H product); T is the sequence's length - 1,
+    so padding steps never enter a product.  Quantities, per lag = T - t and stat (mean,
+    median, q10, q90 over the n sequences that reach the lag; t the median step there):
       jacobian_spectral, jacobian_frobenius            ||dh_T/dh_t|| (the h block of P_t)
-      cell_jacobian_spectral, cell_jacobian_frobenius  ||dc_T/dc_t|| (LSTM: the c block)
-      forget_product                                   LSTM: mean over units of prod_{s=t+1}^T f_s
+      cell_jacobian_spectral, cell_jacobian_frobenius  ||dc_T/dc_t|| (cells with a cell state)
     The product is kept divided by its Frobenius norm (the division folded into the next step's
     Jacobian) and the scale kept as a float64 logarithm, so the norms are exact far below
     float32's underflow.  The spectral norms are certified to the dtype's precision (see
     ``_power_iteration`` and ``_certify_by_squaring``); ``spectral=False`` leaves them out.  With
-    ``spectrum_lags`` the singular values of dh_T/dh_t (block 'h') and dc_T/dc_t (block 'c') at
-    those lags come back too, as a second frame (columns t, lag, sample, block, index,
-    singular_value): ``(norms, spectra)``.
+    ``spectrum_lags``, every singular value of dh_T/dh_t (quantity jacobian_singular_value) and
+    dc_T/dc_t (cell_jacobian_singular_value) at those lags, per sequence: rows with t, lag,
+    sample and k (0 = largest), stat missing.  ``task`` only checks the batch.
     """
-    _check_inputs(model, inputs)
+    check_batch(model, batch, task)
     model = as_dtype(model, dtype)
-    inputs = inputs.to(model.readout.weight.dtype)
-    batch, length = inputs.shape[:2]
-    last = length - 1
+    last_step = last_steps(batch).to(batch.inputs.device)
+    last = int(last_step.max())
+    inputs = batch.inputs[:, : last + 1].to(model_dtype(model))
+    size = inputs.shape[0]
     spectrum_at = sorted({int(lag) for lag in spectrum_lags or ()})
     for lag in spectrum_at:
         check_int("spectrum_lags", lag, 0, last)
-    jacobian, gates = _step_jacobians(model, inputs)
+    jacobian = _step_jacobians(model, inputs)
     hidden = model.hidden_size
     count = len(model.cell.state_names)  # state blocks: (h) or (h, c)
     names = ["jacobian", "cell_jacobian"][:count]
-    frobenius = inputs.new_empty(count, batch, length, dtype=torch.float64)
+    frobenius = inputs.new_empty(count, size, last + 1, dtype=torch.float64)
     spectral_norms = _DeferredSpectralNorms(torch.empty_like(frobenius)) if spectral else None
     spectra = []
     # P_t by column blocks, ds_T/dh_t (and ds_T/dc_t), each (B, S, H); P_T = I
     identity = torch.eye(count * hidden, dtype=inputs.dtype, device=inputs.device)
-    columns = tuple(block.expand(batch, -1, -1).clone() for block in identity.split(hidden, dim=1))
+    columns = tuple(block.expand(size, -1, -1).clone() for block in identity.split(hidden, dim=1))
     state_rows = [slice(k * hidden, (k + 1) * hidden) for k in range(count)]
-    log_scale = inputs.new_zeros(batch, dtype=torch.float64)
+    log_scale = inputs.new_zeros(size, dtype=torch.float64)
     # power-iteration warm starts: the left singular vectors, per block and sample
-    starts = inputs.new_full((count, batch, hidden), hidden**-0.5, dtype=torch.float64)
+    starts = inputs.new_full((count, size, hidden), hidden**-0.5, dtype=torch.float64)
     with torch.no_grad():
         for t in range(last, -1, -1):
             # every (row block, column block) pair: all scale P; the diagonal ones are reported and
@@ -342,96 +343,105 @@ def jacobian_norms_by_lag(
                     for k, block in enumerate(columns)
                     for r, rows in enumerate(state_rows)
                 ]
-            ).view(count, count, batch)
+            ).view(count, count, size)
             factor = torch.exp(log_scale)
             frobenius[:, :, t] = squares.diagonal().T.sqrt()
             blocks = torch.stack([block[:, rows] for block, rows in zip(columns, state_rows, strict=True)])
             if spectral_norms is not None:
-                starts = spectral_norms.add(blocks, frobenius[:, :, t], factor, t, starts)
+                starts = spectral_norms.add(blocks, frobenius[:, :, t], factor, t, starts, last_step >= t)
             frobenius[:, :, t] *= factor
-            if last - t in spectrum_at:
-                values = (torch.linalg.svdvals(blocks).double() * factor[:, None]).cpu()
-                spectra += [_spectrum_rows(values[k], t, last - t, "hc"[k]) for k in range(count)]
+            lag = last_step - t
+            at = ((last_step >= t) & torch.isin(lag, lag.new_tensor(spectrum_at))).nonzero()[:, 0]
+            if len(at):
+                values = (torch.linalg.svdvals(blocks[:, at]).double() * factor[at, None]).cpu()
+                spectra += [
+                    _spectrum_rows(values[k], t, lag[at].cpu(), at.cpu(), names[k]) for k in range(count)
+                ]
             if t > 0:  # P_{t-1} = P_t J_t, divided by ||P_t||_F (the divisor as rounded is kept)
                 inverse = squares.sum((0, 1)).sqrt().clamp_min(torch.finfo(inputs.dtype).tiny).reciprocal()
                 inverse = inverse.to(inputs.dtype)
-                columns = _pull(columns, jacobian(t, inverse))
+                pulled = _pull(columns, jacobian(t, inverse))
+                padding = last_step < t  # step t lies past the sequence's end: J_t = I for it
+                if bool(padding.any()):
+                    keep = padding[:, None, None]
+                    pulled = tuple(
+                        torch.where(keep, old * inverse[:, None, None], new)
+                        for old, new in zip(columns, pulled, strict=True)
+                    )
+                columns = pulled
                 log_scale -= torch.log(inverse.double())
     norms = {f"{name}_frobenius": frobenius[k] for k, name in enumerate(names)}
     if spectral_norms is not None:
         spectral_norms.flush()
         norms |= {f"{name}_spectral": spectral_norms.out[k] for k, name in enumerate(names)}
-    if "f" in gates:
-        norms["forget_product"] = forget_product(gates["f"])
-    frame = lag_frame(norms, torch.full((batch,), last))
-    if spectrum_lags is None:
-        return frame
-    columns = ["t", "lag", "sample", "block", "index", "singular_value"]
-    spectrum = pd.concat(spectra, ignore_index=True) if spectra else pd.DataFrame(columns=columns)
-    return frame, spectrum.sort_values(["block", "lag", "sample", "index"], ignore_index=True)
+    singular = tidy(spectra)
+    singular = singular.sort_values(["quantity", "lag", "sample", "k"], ignore_index=True)
+    return tidy([lag_rows(norms, last_step), singular])
 
 
-def _spectrum_rows(values: torch.Tensor, t: int, lag: int, block: str) -> pd.DataFrame:
-    batch, count = values.shape
-    return pd.DataFrame(
-        {
-            "t": t,
-            "lag": lag,
-            "sample": np.repeat(np.arange(batch), count),
-            "block": block,
-            "index": np.tile(np.arange(count), batch),
-            "singular_value": values.reshape(-1).numpy(),
-        }
+def _spectrum_rows(
+    values: torch.Tensor, t: int, lag: torch.Tensor, sample: torch.Tensor, name: str
+) -> pd.DataFrame:
+    """Rows of the singular values ``values`` (N, S) of block ``name`` at step t, per sample."""
+    count = values.shape[1]
+    return scheme_rows(
+        f"{name}_singular_value",
+        values.reshape(-1).numpy(),
+        t=t,
+        lag=np.repeat(lag.numpy(), count),
+        k=np.tile(np.arange(count), len(values)),
+        sample=np.repeat(sample.numpy(), count),
     )
 
 
 def lyapunov_spectrum(
     model: SequenceModel,
-    inputs: torch.Tensor,
+    batch: Batch,
+    task: Task,
     k: int,
     *,
     warmup: int = 0,
     seed: int = 0,
     dtype: torch.dtype | None = None,
 ) -> pd.DataFrame:
-    """The leading ``k`` Lyapunov exponents of the state dynamics driven by ``inputs``.
+    """The leading ``k`` Lyapunov exponents of the state dynamics driven by the batch's inputs.
 
     QR re-orthonormalisation (Engelken, Wolf & Abbott 2020): Q_0 a random orthonormal S x k
     frame (seeded by ``seed``, the same for every sample), Q_t R_t = J_t Q_{t-1} for every step,
-    exponent_i = mean over steps t > ``warmup`` of log|R_t[i, i]|, per step (nats; the decay
-    factor per step is exp(exponent)).  S is the full state: H, or 2H for an LSTM's (h, c).
-    Per sample the exponents are sorted descending; columns: k (0 = largest), exponent (batch
-    mean), std, median, q10, q90 over the batch.
+    exponent_i = mean over steps warmup <= t <= T of log|R_t[i, i]|, per step (nats; the decay
+    factor per step is exp(exponent)), T each sequence's last step (padding never enters).  S
+    is the full state: H, or 2H for an LSTM's (h, c).  Per sample the exponents are sorted
+    descending.  Rows (quantity ``lyapunov``): per k (0 = largest) the mean, median, q10, q90
+    and std over the n sequences; t and lag missing.  ``task`` only checks the batch.
     """
-    _check_inputs(model, inputs)
+    check_batch(model, batch, task)
     model = as_dtype(model, dtype)
-    inputs = inputs.to(model.readout.weight.dtype)
-    length = inputs.shape[1]
+    last_step = last_steps(batch).to(batch.inputs.device)
+    length = int(last_step.max()) + 1
+    inputs = batch.inputs[:, :length].to(model_dtype(model))
     size = model.hidden_size * len(model.cell.state_names)
     check_int("k", k, 1, size)
-    check_int("warmup", warmup, 0, length - 1)
+    check_int("warmup", warmup, 0, int(last_step.min()))
     check_int("seed", seed, 0)
-    jacobian, _ = _step_jacobians(model, inputs)
+    jacobian = _step_jacobians(model, inputs)
     generator = torch.Generator().manual_seed(seed)
     frame = torch.linalg.qr(torch.randn(size, k, generator=generator, dtype=torch.float64))[0]
     frame = frame.to(inputs).expand(inputs.shape[0], size, k)
     total = inputs.new_zeros(inputs.shape[0], k, dtype=torch.float64)
     with torch.no_grad():
         for t in range(length):
-            frame, r = torch.linalg.qr(_push(jacobian(t), frame))
+            pushed, r = torch.linalg.qr(_push(jacobian(t), frame))
+            running = last_step >= t  # a sequence that has ended keeps its frame (J_t = I)
+            frame = torch.where(running[:, None, None], pushed, frame)
             if t >= warmup:
-                total += torch.log(torch.diagonal(r, dim1=-2, dim2=-1).abs().double())
-    exponents = (total / (length - warmup)).sort(dim=1, descending=True).values.cpu().numpy()
-    median, q10, q90 = nan_quantiles(exponents, [0.5, 0.1, 0.9])
+                logs = torch.log(torch.diagonal(r, dim1=-2, dim2=-1).abs().double())
+                total += torch.where(running[:, None], logs, 0.0)
+    steps = (last_step + 1 - warmup)[:, None]
+    exponents = (total / steps).sort(dim=1, descending=True).values.cpu().numpy()  # (B, k)
+    index = np.arange(k)
     with np.errstate(invalid="ignore"):  # a singular Jacobian's -inf exponent has no spread
         std = exponents.std(axis=0, ddof=1) if exponents.shape[0] > 1 else np.full(k, math.nan)
-    return pd.DataFrame(
-        {
-            "k": np.arange(k),
-            "exponent": exponents.mean(axis=0),
-            "std": std,
-            "median": median,
-            "q10": q10,
-            "q90": q90,
-        }
+    spread = scheme_rows("lyapunov", std, stat="std", k=index, n=len(exponents))
+    return tidy(
+        [statistics_rows("lyapunov", exponents, np.ones_like(exponents, dtype=bool), k=index), spread]
     )

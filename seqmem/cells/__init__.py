@@ -2,11 +2,12 @@
 
 One module per cell family: ``base`` (``RecurrentCell``: the parameter layout, ``project_input``,
 ``recur``, torch.nn-style calls, the step Jacobian and the fast-path hooks, with the types they
-use: ``Transition``, ``StepJacobian``, ``GradientBound``), ``rnn``, ``lstm``, ``gru`` and
-``lstm1997`` (the original LSTM: memory-cell blocks, truncated gradient); ``init`` holds the
-initialisation schemes.  A preset names a configuration (a family and its initialisation) that
-configs and studies refer to, e.g. ``make_cell("lstm_chrono", input_size, hidden_size,
-memory_lag=100)``; a preset may take options of its own (``make_cell("lstm1997", 2, 4,
+use: ``Transition``, ``StepJacobian``, ``GradientBound``), ``rnn``, ``lstm``, ``gru``, ``exprnn``
+and ``urnn`` (recurrent matrices that stay orthogonal / unitary) and ``lstm1997`` (the original
+LSTM: memory-cell blocks, truncated gradient); ``activations`` holds the nonlinearities of the
+RNN-like cells, ``init`` the initialisation schemes.  A preset names a configuration (a family and
+its initialisation) that configs and studies refer to, e.g. ``make_cell("lstm_chrono", input_size,
+hidden_size, memory_lag=100)``; a preset may take options of its own (``make_cell("lstm1997", 2, 4,
 params={"block_size": 2})``).
 
 Adding a cell is one class (a ``RecurrentCell`` that writes ``recur``; the step Jacobian and the
@@ -21,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from seqmem.cells.base import RecurrentCell
+from seqmem.cells.exprnn import ExpRNNCell
 from seqmem.cells.gru import GRUCell
 from seqmem.cells.init import (
     init_chrono,
@@ -34,6 +36,7 @@ from seqmem.cells.init import (
 from seqmem.cells.lstm import LSTMCell
 from seqmem.cells.lstm1997 import LSTM1997Cell
 from seqmem.cells.rnn import RNNCell
+from seqmem.cells.urnn import UnitaryRNNCell
 from tasks.base import check_choice
 
 __all__ = [
@@ -42,6 +45,8 @@ __all__ = [
     "LSTMCell",
     "LSTM1997Cell",
     "GRUCell",
+    "ExpRNNCell",
+    "UnitaryRNNCell",
     "init_default",
     "init_orthogonal",
     "init_identity",
@@ -125,4 +130,6 @@ register_preset("lstm", lambda i, h, _: init_forget_bias(LSTMCell(i, h), value=1
 register_preset("lstm_chrono", _chrono_lstm)
 register_preset("lstm_no_forget", lambda i, h, _: LSTMCell(i, h, forget_gate=False))
 register_preset("gru", lambda i, h, _: GRUCell(i, h))
+register_preset("exprnn", lambda i, h, _: ExpRNNCell(i, h))
+register_preset("urnn", lambda i, h, _: UnitaryRNNCell(i, h))
 register_preset("lstm1997", lambda i, h, _, **params: LSTM1997Cell(i, h, **params))

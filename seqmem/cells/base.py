@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tasks.base import check_int
+from tasks.base import check_int, check_memory
 
 __all__ = [
     "State",
@@ -134,13 +134,24 @@ class RecurrentCell(nn.Module, ABC):
         check_int("hidden_size", hidden_size, 1)
         self.input_size = input_size
         self.hidden_size = hidden_size
-        rows = self.n_gates * hidden_size
-        self.weight_ih = nn.Parameter(torch.empty(rows, input_size))
-        self.weight_hh = nn.Parameter(torch.empty(rows, hidden_size))
+        # torch.nn's layout, G*H x (I + H + 2) numbers, sizes the check for every family
+        weights = (
+            self.n_gates * hidden_size * (input_size + hidden_size + 2) * torch.get_default_dtype().itemsize
+        )
+        check_memory("hidden_size", hidden_size, weights, f"the weights of a {type(self).__name__}")
+        self.preset = type(self).__name__
+        self.create_parameters()
+        self.reset_parameters()
+
+    def create_parameters(self) -> None:
+        """torch.nn's layout (uninitialised; ``reset_parameters`` fills it).  A family without a
+        torch.nn twin may declare its own parameters instead; it keeps ``weight_ih`` (I -> state)
+        and ``weight_hh`` (the (H, H) recurrent matrix, a parameter or a parametrised tensor)."""
+        rows = self.n_gates * self.hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(rows, self.input_size))
+        self.weight_hh = nn.Parameter(torch.empty(rows, self.hidden_size))
         self.bias_ih = nn.Parameter(torch.empty(rows))
         self.bias_hh = nn.Parameter(torch.empty(rows))
-        self.preset = type(self).__name__
-        self.reset_parameters()
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -171,8 +182,9 @@ class RecurrentCell(nn.Module, ABC):
         self, batch: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> State:
         """Zeros, one ``(batch, hidden_size)`` tensor per entry of ``state_names``."""
-        dtype = dtype or self.weight_hh.dtype
-        device = device or self.weight_hh.device
+        # weight_ih: weight_hh may be computed (a parametrisation), which is not free
+        dtype = dtype or self.weight_ih.dtype
+        device = device or self.weight_ih.device
         return tuple(
             torch.zeros(batch, self.hidden_size, device=device, dtype=dtype) for _ in self.state_names
         )
@@ -250,6 +262,11 @@ class RecurrentCell(nn.Module, ABC):
         whole-sequence path, equal to unrolling ``recur`` (outputs and gradients), or None where
         the cell has none (then the model unrolls it).  ``training``: the model's mode."""
         return None
+
+    def orthogonal_parameters(self) -> list[nn.Parameter]:
+        """The parameters through which ``weight_hh`` stays orthogonal or unitary while training
+        (``TrainConfig.orthogonal_lr`` is their learning rate); none for an unconstrained cell."""
+        return []
 
     def gradient_bound(self) -> GradientBound | None:
         """The Pascanu et al. (2013) bound of the step Jacobian, for cells whose step is

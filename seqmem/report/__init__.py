@@ -2,7 +2,8 @@
 
 - ``style``: one colour per cell preset (``PALETTE``) and the one theme every figure uses.
 - ``conditions``: which settings tell runs apart (``condition_labels``, ``difficulty_column``).
-- ``gradient_figures``: gradient decay by lag, gradient heatmap, LSTM internals.
+- ``gradient_figures``: gradient decay by lag, gradient heatmap, connectivity heatmap, LSTM
+  internals.
 - ``training_figures``: learning curves, success vs difficulty.
 - ``fit_figures``: decay fits per run (``decay_fits``), decay factor / memory horizon.
 - ``common``, ``ticks``: what the figures share (the frames they read, log10 axes).
@@ -12,7 +13,12 @@
 
 from seqmem.report.conditions import add_conditions, condition_labels, difficulty_column
 from seqmem.report.fit_figures import decay_fits, memory_horizon
-from seqmem.report.gradient_figures import gradient_decay, gradient_heatmap, lstm_internals
+from seqmem.report.gradient_figures import (
+    connectivity_heatmap,
+    gradient_decay,
+    gradient_heatmap,
+    lstm_internals,
+)
 from seqmem.report.html import render_report, summary_table, write_report
 from seqmem.report.style import CELL_ORDER, PALETTE, cell_color
 from seqmem.report.training_figures import learning_curves, success_vs_difficulty
@@ -23,6 +29,7 @@ __all__ = [
     "add_conditions",
     "cell_color",
     "condition_labels",
+    "connectivity_heatmap",
     "decay_fits",
     "difficulty_column",
     "gradient_decay",

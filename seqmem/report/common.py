@@ -1,8 +1,9 @@
 """What the report's figures share: the frames they read, their rows, panels, lines and legends.
 
 Inputs follow the frames of ``seqmem.results.load_study``:
-- ``analysis``: probe rows ``run_id, <config columns>, step, sequences_seen, phase, quantity,
-  t, lag, stat, value``;
+- ``analysis``: probe rows ``run_id, <config columns>, step, sequences_seen, phase`` and the
+  columns of ``seqmem.analysis.COLUMNS`` (quantity, stat, t, lag, k, sample, n, value; rows
+  of older versions are read through ``seqmem.analysis.upgrade_probe_rows``);
 - ``metrics``: training history ``run_id, <config columns>, step, sequences_seen, loss_ratio, ...``;
 - ``runs``: one row per run ``run_id, status, solved, final_<metric>, <config columns>``.
 Config columns used here: ``cell``, ``seed``, ``task`` and the task parameters (``delay``,

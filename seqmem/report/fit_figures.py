@@ -40,16 +40,14 @@ def decay_fits(analysis: pd.DataFrame) -> pd.DataFrame:
     columns = ["run_id", "cell", "phase", "decay_factor", "half_life", "memory_horizon", "gradient_bound"]
     if grad.empty:
         return pd.DataFrame(columns=columns)
-    grad = positive_rows(grad[(grad["lag"] >= 0) & grad["phase"].isin(["init", "final"])])
+    grad = positive_rows(grad[grad["phase"].isin(["init", "final"])])
     bound = analysis[analysis["quantity"] == "gradient_bound"]
     extra = [c for c in ("condition", "task", "seed") if c in grad]
     rows = []
     for (run_id, phase), profile in grad.groupby(["run_id", "phase"], sort=False, observed=True):
         profile = profile[profile["step"] == profile["step"].max()]
         try:
-            fit = fit_decay(
-                profile[["lag", "value"]].rename(columns={"value": "grad_norm"}), value="grad_norm"
-            )
+            fit = fit_decay(profile, "grad_norm", replicate=None)
         except (ValueError, RuntimeError, np.linalg.LinAlgError):
             continue  # too few or degenerate points: nothing to fit
         b = bound.loc[(bound["run_id"] == run_id) & (bound["phase"] == phase), "value"]

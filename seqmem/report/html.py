@@ -23,10 +23,16 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from seqmem.analysis.scheme import upgrade_probe_rows
 from seqmem.io import atomic_write
 from seqmem.report.conditions import add_conditions, config_columns, format_value
 from seqmem.report.fit_figures import decay_fits, memory_horizon
-from seqmem.report.gradient_figures import gradient_decay, gradient_heatmap, lstm_internals
+from seqmem.report.gradient_figures import (
+    connectivity_heatmap,
+    gradient_decay,
+    gradient_heatmap,
+    lstm_internals,
+)
 from seqmem.report.literature import literature_section
 from seqmem.report.style import cell_color, cell_order
 from seqmem.report.tables import html_table
@@ -111,6 +117,16 @@ _FIGURES = (
         "LSTM runs with gate_f or cell-path probe rows",
         lambda runs, metrics, analysis, fits: lstm_internals(analysis),
     ),
+    FigureSpec(
+        "connectivity",
+        "7. Connectivity of outputs to earlier inputs",
+        "Norm of the Jacobian of the output at step t′ with respect to the input at step t (Madsen 2019), "
+        "output step (rows) × input step (columns), at initialisation and after training: the fainter "
+        "far from the diagonal, the sooner the cell forgets. Batch mean, geometric mean over seeds; "
+        "one colour scale from the 2nd to the 98th percentile.",
+        "connectivity probe rows: add 'connectivity' to the study's ProbeConfig quantities",
+        lambda runs, metrics, analysis, fits: connectivity_heatmap(analysis),
+    ),
 )
 
 
@@ -134,7 +150,7 @@ def summary_table(frames: StudyFramesLike, fits: pd.DataFrame | None = None) -> 
     """
     runs = _frame(frames, "runs")
     if fits is None:
-        fits = _fits_or_none(add_conditions(_frame(frames, "analysis"), runs))
+        fits = _fits_or_none(add_conditions(upgrade_probe_rows(_frame(frames, "analysis")), runs))
     return _summary(runs, fits)
 
 
@@ -213,6 +229,7 @@ h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; margin-top: 2.2rem; 
 table { border-collapse: collapse; font-size: 0.9rem; margin: 0.5rem 0; }
 th, td { padding: 0.3rem 0.7rem; border-bottom: 1px solid #e5e5e5; text-align: right; }
 th { background: #f6f6f6; } td:first-child, th:first-child, td:nth-child(2) { text-align: left; }
+.swatch-cell { white-space: nowrap; }
 figure { margin: 1rem 0 2rem; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #444; font-size: 0.92rem; max-width: 60rem; }
 .note { background: #fff8e1; border-left: 4px solid #f0b400; padding: 0.5rem 0.8rem; }
@@ -228,7 +245,8 @@ def _summary_html(table: pd.DataFrame) -> str:
     shown = table.copy()
     # The cell's swatch ties the table to the figures' colours.
     shown["cell"] = [
-        f'<span class="swatch" style="background:{cell_color(c)}"></span>{html.escape(c)}'
+        f'<span class="swatch-cell"><span class="swatch" style="background:{cell_color(c)}"></span>'
+        f"{html.escape(c)}</span>"
         for c in shown["cell"]
     ]
     shown["condition"] = shown["condition"].astype(str).map(html.escape)
@@ -251,6 +269,23 @@ def _study_json_html(study_info: dict[str, Any]) -> str:
     if "grid" in study_info:
         text += f"<p>The grid: {len(study_info['grid'])} runs (each run's config is in study.json).</p>"
     return text
+
+
+def _trouble_table(runs: pd.DataFrame, problems: pd.DataFrame | None) -> str:
+    """The runs that failed (with the last line of their error) and the files that could not be
+    read (run id, path, what is wrong), so that no run disappears from the report unexplained."""
+    failed = runs[runs["status"] == "failed"] if "status" in runs else runs.iloc[:0]
+    rows = [
+        {"run": run_id, "what": "failed", "detail": (str(error).strip().splitlines() or [""])[-1]}
+        for run_id, error in zip(failed["run_id"], failed.get("error", [None] * len(failed)), strict=True)
+    ]
+    if problems is not None:
+        rows += [
+            {"run": r.run_id or "(study)", "what": r.problem, "detail": r.path} for r in problems.itertuples()
+        ]
+    if not rows:
+        return ""
+    return "<h2>Failed and unreadable runs</h2>\n" + html_table(pd.DataFrame(rows))
 
 
 def _save(fig: Figure, out_dir: Path, key: str) -> bytes:
@@ -290,7 +325,7 @@ def write_report(frames: StudyFramesLike, study_info: dict[str, Any], out_dir: s
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = _frame(frames, "runs")
     metrics = add_conditions(_frame(frames, "metrics"), runs)
-    analysis = add_conditions(_frame(frames, "analysis"), runs)
+    analysis = add_conditions(upgrade_probe_rows(_frame(frames, "analysis")), runs)
     runs = add_conditions(runs, runs)
     fits = _fits_or_none(analysis)
     name = str(study_info.get("name", out_dir.parent.name))
@@ -311,6 +346,7 @@ def write_report(frames: StudyFramesLike, study_info: dict[str, Any], out_dir: s
 generated {datetime.now().strftime("%Y-%m-%d %H:%M")}</p>
 <h2>Runs</h2>
 {html_table(counts) if counts is not None and not counts.empty else '<p class="note">No runs found.</p>'}
+{_trouble_table(runs, getattr(frames, "problems", None))}
 <h2>Summary per cell</h2>
 <p>Counts of runs; the median final loss / memoryless baseline over finished runs; the median fitted
 per-step decay factor of ‖∂L/∂h_t‖ and memory horizon (steps) at initialisation and after training.</p>
@@ -332,7 +368,5 @@ per-step decay factor of ‖∂L/∂h_t‖ and memory horizon (steps) at initial
 
 def render_report(study_dir: str | os.PathLike) -> Path:
     """Render ``<study_dir>/report/index.html`` (+ PNG/SVG figures) from a study folder; return its path."""
-    study_dir = Path(study_dir)
-    study_json = study_dir / "study.json"
-    study_info = json.loads(study_json.read_text()) if study_json.exists() else {"name": study_dir.name}
-    return write_report(load_study(study_dir), study_info, study_dir / "report")
+    frames = load_study(study_dir)  # study.json too: a damaged one is a warning naming it, not a crash
+    return write_report(frames, frames.info, Path(study_dir) / "report")

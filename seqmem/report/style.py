@@ -1,10 +1,12 @@
 """The one figure style of seqmem: a fixed colour per cell preset and a seaborn theme.
 
 Colours come from the Okabe & Ito (2008) and Paul Tol palettes, chosen so that the
-eight presets stay apart under simulated protan-, deutan- and tritanopia (smallest
-pairwise CIELAB distance about 16 on a white background).  The tanh/ReLU RNN family is
-warm (reds, orange, pink), the gated cells are cool (blues, green), so a reader sees
-"forgets" vs "remembers" before reading the legend.
+ten presets stay apart under simulated protan-, deutan- and tritanopia (smallest
+pairwise CIELAB distance about 15 on a white background, colorspacious's CVD model at
+full severity).  The RNN family, its remedies included (IRNN, orthogonal RNN, and the
+expRNN and uRNN whose recurrent matrices stay orthogonal / unitary, in the darkest
+reds), is warm (reds, orange, pink), the gated cells are cool (blues, green), so a
+reader sees the two families before reading the legend.
 
 Figures are built on ``matplotlib.figure.Figure`` (not pyplot): no global figure
 registry, no GUI backend needed, nothing to close, and the theme is applied through
@@ -46,6 +48,8 @@ PALETTE: dict[str, str] = {
     "lstm_chrono": "#56B4E9",  # sky blue
     "lstm_no_forget": "#332288",  # indigo: the 1997 LSTM
     "gru": "#009E73",  # bluish green
+    "exprnn": "#B2182B",  # deep red: stays orthogonal while training
+    "urnn": "#661100",  # dark brown-red: stays unitary
     "lstm1997": "#44AA99",  # teal: the 1997 LSTM as the paper built it (blocks, truncated gradient)
 }
 # Presets invented after this file: neutral greys, still distinct from each other.
