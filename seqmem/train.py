@@ -35,7 +35,8 @@ import torch
 from tqdm import tqdm
 
 from seqmem import io
-from seqmem.config import TrainConfig
+from seqmem.chunker import Chunker, make_chunker
+from seqmem.config import TrainConfig, hochreiter_rule
 from seqmem.model import SequenceModel, make_model
 from tasks.base import Batch, Task, check_memory
 
@@ -50,7 +51,9 @@ __all__ = [
     "SolvedEvaluations",
     "HochreiterStop",
     "Stopping",
+    "Model",
     "build_model",
+    "training_loss",
     "make_optimizer",
     "load_model",
     "denormals_flushed",
@@ -59,10 +62,7 @@ __all__ = [
     "train",
 ]
 
-# Hochreiter & Schmidhuber (1997), experiment 4: stop once the average training error is below
-# 0.01 and the 2,000 most recent training sequences were processed correctly.
-HOCHREITER_WINDOW = 2000
-HOCHREITER_MAX_LOSS = 0.01
+Model = SequenceModel | Chunker  # what config.model builds
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class ProbeContext:
     enabled (probes differentiate through it); a callback must not change its weights.
     ``history_row`` is this evaluation's row of ``RunResult.history`` (a copy)."""
 
-    model: SequenceModel
+    model: Model
     task: Task
     config: TrainConfig
     eval_batch: Batch
@@ -127,12 +127,45 @@ class RunResult:
 # -- models, optimisers, checkpoints ------------------------------------------------------------------
 
 
-def build_model(config: TrainConfig) -> SequenceModel:
-    """The model a run of ``config`` starts from: initialised from ``config.seed``, on CPU.
-    torch's global RNG is restored afterwards, so building has no side effects."""
+def build_model(config: TrainConfig) -> Model:
+    """The model a run of ``config`` starts from (``config.model``: a ``SequenceModel`` or a
+    ``Chunker``), initialised from ``config.seed``, on CPU.  torch's global RNG is restored
+    afterwards, so building has no side effects."""
+    build = make_chunker if config.model == "chunker" else make_model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return make_model(config.cell, config.make_task(), config.hidden_size)
+        model = build(
+            config.cell,
+            config.make_task(),
+            config.hidden_size,
+            cell_params=config.cell_params,
+            input_to_output=config.input_to_output,
+            logistic_output=config.logistic_output,
+        )
+        if config.readout_init_range is not None:
+            with torch.no_grad():
+                for readout in (model.readout, model.input_readout):
+                    for parameter in readout.parameters() if readout is not None else ():
+                        parameter.uniform_(-config.readout_init_range, config.readout_init_range)
+    return model
+
+
+def training_loss(
+    config: TrainConfig, model: Model, task: Task, outputs: torch.Tensor, batch: Batch
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(objective, task loss): what a training step descends, and the task's own loss of the batch
+    (``task.loss``, what the history and the divergence bound report).  The objective is the task's
+    loss reduced by ``config.loss_reduction`` ('mean': ``task.loss``; 'sequence_sum': each
+    sequence's loss summed over its scored steps, averaged over the batch) plus, for a
+    ``Chunker``, its lower level's next-input prediction error."""
+    task_loss = objective = task.loss(outputs, batch)
+    if config.loss_reduction == "sequence_sum":
+        objective = (
+            task.per_step_loss(outputs, batch) * batch.mask.to(outputs.dtype)
+        ).sum() / batch.batch_size
+    if isinstance(model, Chunker):
+        objective = objective + model.prediction_loss
+    return objective, task_loss
 
 
 def make_optimizer(config: TrainConfig, model: SequenceModel) -> torch.optim.Optimizer:
@@ -150,7 +183,7 @@ def make_optimizer(config: TrainConfig, model: SequenceModel) -> torch.optim.Opt
     return torch.optim.Adam(groups, lr=config.lr)
 
 
-def load_model(path: str | os.PathLike[str]) -> tuple[SequenceModel, TrainConfig]:
+def load_model(path: str | os.PathLike[str]) -> tuple[Model, TrainConfig]:
     """The model (on CPU) and the config of a checkpoint written by ``seqmem.io.save_checkpoint``."""
     state_dict, config_dict = io.load_checkpoint(path)
     config = TrainConfig.from_dict(config_dict)
@@ -258,22 +291,32 @@ class SolvedEvaluations(StoppingRule):
 
 class HochreiterStop(StoppingRule):
     """The stopping rule of Hochreiter & Schmidhuber (1997) on the stream of training sequences:
-    the mean loss of the ``window`` most recent training sequences is below ``max_loss`` and they
-    pass ``task.is_solved`` (for the adding and temporal order tasks: all of them correct by
+    the mean loss of the ``window`` most recent training sequences is below ``max_loss`` (by default
+    the paper's for the task, ``seqmem.config.hochreiter_rule``: 2,000 and 0.01 for experiments 4-6)
+    and they pass
+    ``task.is_solved`` (for the adding and temporal order tasks: all of them correct by
     ``task.sequence_correct``; for multiplication: fewer than 140 of 2,000 wrong, the paper's
     experiment 5 rule).  The loss is the task's own (squared error; cross-entropy for temporal
     order, where the paper used squared error too).  Judged on the outputs each step trained on,
-    as the paper's online learner was."""
+    as the paper's online learner was.
+
+    ``task.is_solved`` sees the task's full set of metrics over the window: ``loss``,
+    ``loss_ratio`` and ``error_rate`` per sequence, exactly over the last ``window`` sequences;
+    every other metric (``abs_error``, ``accuracy``, ...) as the mean of ``task.metrics`` over the
+    training batches that cover them, weighted by their sizes (exact when a batch is one
+    sequence, as in online learning; else over up to ``window + batch_size - 1`` sequences)."""
 
     status = "solved"
 
-    def __init__(
-        self, task: Task, window: int = HOCHREITER_WINDOW, max_loss: float = HOCHREITER_MAX_LOSS
-    ) -> None:
+    def __init__(self, task: Task, window: int | None = None, max_loss: float | None = None) -> None:
         super().__init__()
-        self.task, self.max_loss = task, max_loss
-        self.losses: deque[float] = deque(maxlen=window)
-        self.correct: deque[bool] = deque(maxlen=window)
+        paper_window, paper_max_loss = hochreiter_rule(task.name)
+        self.task = task
+        self.window = paper_window if window is None else window
+        self.max_loss = paper_max_loss if max_loss is None else max_loss
+        self.losses: deque[float] = deque(maxlen=self.window)
+        self.correct: deque[bool] = deque(maxlen=self.window)
+        self.batch_metrics: deque[tuple[int, dict[str, float]]] = deque()
 
     def after_step(self, step: TrainingStep) -> None:
         self.triggered = self.update(step.outputs, step.batch) or self.triggered
@@ -287,12 +330,25 @@ class HochreiterStop(StoppingRule):
             )
             self.losses.extend(per_sequence.tolist())
             self.correct.extend(self.task.sequence_correct(outputs, batch).tolist())
-        if len(self.correct) < self.correct.maxlen:
+            self.batch_metrics.append((batch.batch_size, self.task.metrics(outputs, batch)))
+        while sum(n for n, _ in self.batch_metrics) - self.batch_metrics[0][0] >= self.window:
+            self.batch_metrics.popleft()
+        if len(self.correct) < self.window:
             return False
         loss = _mean(list(self.losses))
-        error_rate = 1.0 - sum(self.correct) / len(self.correct)
-        metrics = {"loss": loss, "loss_ratio": loss / self.task.baseline_loss(), "error_rate": error_rate}
-        return loss < self.max_loss and bool(self.task.is_solved(metrics))
+        if not loss < self.max_loss:
+            return False
+        sizes = np.array([n for n, _ in self.batch_metrics], dtype=float)
+        window_metrics = {
+            name: float(np.dot(sizes, [m[name] for _, m in self.batch_metrics]) / sizes.sum())
+            for name in self.batch_metrics[-1][1]
+        }
+        window_metrics.update(
+            loss=loss,
+            loss_ratio=loss / self.task.baseline_loss(),
+            error_rate=1.0 - sum(self.correct) / len(self.correct),
+        )
+        return bool(self.task.is_solved(window_metrics))
 
 
 @dataclass
@@ -368,7 +424,7 @@ def _check_batch_memory(config: TrainConfig, task: Task) -> None:
         check_memory(name, size, size * per_sequence, f"a forward pass over {size} sequences of {task}")
 
 
-def _evaluate(model: SequenceModel, task: Task, batch: Batch) -> dict[str, float]:
+def _evaluate(model: Model, task: Task, batch: Batch) -> dict[str, float]:
     model.eval()
     with torch.no_grad():
         metrics = task.metrics(model(batch.inputs), batch)
@@ -490,9 +546,9 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), progress: boo
         while not stopping.done:
             batch = task.sample(config.batch_size, train_generator).to(device)
             outputs = model(batch.inputs)
-            loss = task.loss(outputs, batch)
+            objective, loss = training_loss(config, model, task, outputs, batch)
             optimizer.zero_grad(set_to_none=True)  # also drops gradients a probe may have left
-            loss.backward()
+            objective.backward()
             norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm)
             step, seen = step + 1, seen + config.batch_size
             record = TrainingStep(step, loss.item(), norm.item(), outputs.detach(), batch)

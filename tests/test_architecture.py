@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tasks",),
     ("seqmem.cells",),
     ("seqmem.config", "seqmem.io"),
-    ("seqmem.model",),
+    ("seqmem.model", "seqmem.chunker"),
     ("seqmem.train",),
     ("seqmem.analysis",),
     ("seqmem.results",),

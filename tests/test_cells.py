@@ -454,6 +454,7 @@ def test_cell_names_are_the_studies_presets_in_order():
         "gru",
         "exprnn",
         "urnn",
+        "lstm1997",
     ]
 
 

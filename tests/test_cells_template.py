@@ -38,9 +38,9 @@ from tasks import AddingTask
 
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-12}
 INPUT, HIDDEN = 3, 6  # even: the uRNN holds HIDDEN / 2 complex units
-# torch.nn has no LSTM without forget gate, expRNN or uRNN (their own tests check them against
-# their equations)
-WITHOUT_TWIN = {"lstm_no_forget", "exprnn", "urnn"}
+# torch.nn has no LSTM without forget gate, expRNN, uRNN or 1997 LSTM (their own tests check them
+# against their equations)
+WITHOUT_TWIN = {"lstm_no_forget", "exprnn", "urnn", "lstm1997"}
 WITHOUT_FAST_PATH = {"lstm_no_forget"}
 
 

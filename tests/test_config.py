@@ -116,6 +116,15 @@ INVALID = [
     ("max_loss_ratio", 1.0),  # the memoryless baseline itself is no divergence
     ("max_loss_ratio", float("inf")),  # None switches the bound off
     ("max_loss_ratio", "1e6"),
+    ("cell_params", {"block_size": 2}),  # lstm takes no options
+    ("cell_params", [("block_size", 2)]),
+    ("cell_params", {"block_size": [2, "x"]}),
+    ("input_to_output", 1),
+    ("model", "transformer"),
+    ("loss_reduction", "max"),
+    ("logistic_output", "yes"),
+    ("readout_init_range", 0.0),
+    ("readout_init_range", float("nan")),
     ("orthogonal_lr", 0.0),
     ("orthogonal_lr", float("nan")),
     ("orthogonal_lr", "1e-4"),
@@ -142,6 +151,25 @@ def test_task_params_are_completed_frozen_and_hashable():
     assert short.make_task() == tasks.CopyTask(delay=5)
     with pytest.raises(TypeError):
         short.task_params["delay"] = 6
+
+
+def test_cell_params_reach_the_preset_are_checked_by_it_and_round_trip():
+    config = tiny(cell="lstm1997", hidden_size=4, cell_params={"block_size": 2, "input_gate_bias": [-3, -6]})
+    assert config.cell_params == {"block_size": 2, "input_gate_bias": (-3, -6)} and hash(config)
+    data = json.loads(json.dumps(RunConfig(config).to_dict()))
+    assert data["train"]["cell_params"]["input_gate_bias"] == [-3, -6]
+    again = RunConfig.from_dict(data)
+    assert again.train == config and again.run_id == RunConfig(config).run_id
+    with pytest.raises(
+        ValueError, match=r"^cell_params=\{'block_size': 3\} is invalid: block_size=3 is invalid"
+    ):
+        tiny(cell="lstm1997", hidden_size=4, cell_params={"block_size": 3})
+
+
+def test_logistic_outputs_need_a_regression_task():
+    assert tiny(logistic_output=True).logistic_output  # adding: a regression task
+    with pytest.raises(ValueError, match=r"^logistic_output=True is invalid for task 'copy': [^\n]+$"):
+        tiny(task="copy", task_params={"delay": 5}, logistic_output=True)
 
 
 def test_numbers_are_canonical():
@@ -232,6 +260,10 @@ def test_run_id_is_stable_across_processes():
         {"max_steps": None, "max_sequences": 320},
         {"max_loss_ratio": 1e3},
         {"max_loss_ratio": None},
+        {"cell": "lstm1997", "cell_params": {"block_size": 2}},
+        {"input_to_output": True},
+        {"model": "chunker"},
+        {"loss_reduction": "sequence_sum"},
     ],
 )
 def test_run_id_changes_with_the_config(changes):

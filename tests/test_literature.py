@@ -56,6 +56,11 @@ def hochreiter_runs() -> pd.DataFrame:
         ("temporal_order", {"n_markers": 2}, "6a"),
         ("temporal_order", {"n_markers": 3}, "6b"),
         ("copy", {}, None),
+        ("embedded_reber", {"max_length": 60}, "1"),
+        ("long_lag", {"p": 100, "variant": "2a"}, "2a"),
+        ("long_lag", {"p": 100, "variant": "2b"}, "2b"),
+        ("very_long_lag", {"q": 100, "p": 100}, "2c"),
+        ("two_sequence", {"variant": "3c"}, "3c"),
     ],
 )
 def test_hochreiter_experiment_of_a_task(task, params, experiment):
@@ -63,7 +68,7 @@ def test_hochreiter_experiment_of_a_task(task, params, experiment):
 
 
 def test_hochreiter_table_puts_our_statistics_next_to_the_papers(hochreiter_runs):
-    table = hochreiter_table(hochreiter_runs).set_index(["experiment", "cell"])
+    table = hochreiter_table(hochreiter_runs).set_index(["experiment", "model"])
     lstm = table.loc[("4", "lstm")]
     assert lstm["solved"] == "2/3" and lstm["runs"] == 3
     assert lstm["sequences_mean"] == pytest.approx(50_000)  # over the solved runs only
@@ -76,13 +81,52 @@ def test_hochreiter_table_puts_our_statistics_next_to_the_papers(hochreiter_runs
 
 
 def test_hochreiter_table_skips_failed_runs_and_scales_wrong_to_2560(hochreiter_runs):
-    table = hochreiter_table(hochreiter_runs).set_index(["experiment", "cell"])
+    table = hochreiter_table(hochreiter_runs).set_index(["experiment", "model"])
     rnn = table.loc[("4", "rnn")]
     assert rnn["solved"] == "0/1" and math.isnan(rnn["sequences_mean"])
     assert table.loc[("4", "gru"), "wrong_per_2560"] == pytest.approx(round(0.01 * 256) * 10)  # 3 of 256
     assert table.loc[("4", "gru"), "sequences_mean"] == 30_000
     assert math.isnan(table.loc[("4", "gru"), "sequences_std"])  # one solved seed: no spread
     assert table.loc[("6b", "lstm"), "paper_sequences"] == 571_100
+
+
+def test_hochreiter_table_covers_every_experiment_and_the_chunker():
+    runs = pd.DataFrame(
+        [
+            hochreiter_run("lstm1997", "solved", 16_000, 0.0, task="long_lag", p=100, variant="2a", seed=0),
+            hochreiter_run("lstm1997", "solved", 17_000, 0.0, task="long_lag", p=100, variant="2a", seed=1),
+            hochreiter_run(
+                "rnn", "solved", 11_000, 0.0, task="long_lag", p=100, variant="2a", model="chunker"
+            ),
+            hochreiter_run(
+                "rnn", "budget_exhausted", 30_000, 0.4, task="long_lag", p=100, variant="2b", model="chunker"
+            ),
+            hochreiter_run("lstm1997", "solved", 3_000, 0.0, task="embedded_reber", max_length=60),
+            hochreiter_run("lstm1997", "solved", 50_000, 0.0, task="two_sequence", length=100, variant="3a"),
+            hochreiter_run("gru", "solved", 9_000, 0.0, task="very_long_lag", q=100, p=100),
+        ]
+    )
+    runs["stopping"] = ["hochreiter1997"] * 5 + ["eval", "hochreiter1997"]
+    table = hochreiter_table(runs)
+    assert table["experiment"].tolist() == ["1", "2a", "2a", "2b", "2c", "3a"]  # in the paper's order
+    table = table.set_index(["experiment", "model"])
+    # the stream rule's window of 10,000 right sequences (experiment 1: 512) is not counted
+    assert table.loc[("2a", "lstm1997"), "sequences_mean"] == pytest.approx(6_500)
+    assert table.loc[("2a", "lstm1997"), "paper_sequences"] == 5_040
+    assert table.loc[("1", "lstm1997"), "sequences_mean"] == 3_000 - 512 and math.isnan(
+        table.loc[("1", "lstm1997"), "T"]
+    )
+    assert table.loc[("3a", "lstm1997"), "sequences_mean"] == 50_000  # a test-set rule: nothing to subtract
+    chunker = table.loc[("2a", "chunker(rnn)")]
+    assert (chunker["paper_method"], chunker["paper_success"], chunker["paper_sequences"]) == (
+        "CH",
+        0.33,
+        32_400,
+    )
+    assert chunker["sequences_mean"] == 1_000
+    assert table.loc[("2b", "chunker(rnn)"), "solved"] == "0/1"
+    assert table.loc[("2b", "chunker(rnn)"), "paper_success"] == 0.0
+    assert table.loc[("2c", "gru"), "paper_sequences"] == 31_000
 
 
 def test_tables_without_reproduction_runs_are_empty():

@@ -11,8 +11,9 @@ from seqmem.model import SequenceModel, make_model
 from tasks import make_task
 
 # the fast path is checked against torch.nn where torch.nn has the cell; the expRNN's and uRNN's
-# (BPTT by hand) against their plain recurrence in tests/test_cells_template.py
-WITH_TWIN = [p for p in cell_names() if p not in ("lstm_no_forget", "exprnn", "urnn")]
+# (BPTT by hand) against their plain recurrence in tests/test_cells_template.py, the 1997 LSTM
+# against the paper's equations in tests/test_cells_lstm1997.py
+WITH_TWIN = [p for p in cell_names() if p not in ("lstm_no_forget", "exprnn", "urnn", "lstm1997")]
 FUSABLE = [p for p in cell_names() if p != "lstm_no_forget"]
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-12}
 
@@ -154,6 +155,18 @@ def test_make_model_sizes_for_task(preset):
     assert model.preset == preset == model.cell.preset
     assert (model.cell.input_size, model.cell.hidden_size) == (3, 8)
     assert model(torch.randn(2, 4, 3)).shape == (2, 4, 2)
+
+
+def test_make_model_passes_cell_params_and_input_to_output():
+    model = make_model(
+        "lstm1997", StandInTask(), hidden_size=4, cell_params={"block_size": 2}, input_to_output=True
+    ).double()
+    assert model.cell.block_size == 2 and model.input_readout.bias is None
+    inputs = torch.randn(2, 5, 3, dtype=torch.float64)
+    _, states = model(inputs, return_states=True)
+    expected = model.readout(torch.stack(states.h, dim=1)) + inputs @ model.input_readout.weight.T
+    torch.testing.assert_close(model(inputs), expected, rtol=1e-12, atol=1e-12)
+    assert make_model("rnn", StandInTask(), hidden_size=4).input_readout is None
 
 
 def test_make_model_uses_memory_lag_for_chrono():

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from seqmem.cli import load_study_module
-from seqmem.report.literature import arjovsky_table, hochreiter_table
+from seqmem.report.literature import arjovsky_table, hochreiter_experiment, hochreiter_table
 from seqmem.results import load_study
 from seqmem.sweep import run_study
 from seqmem.train import build_model
@@ -24,14 +24,66 @@ def arjovsky():
     return load_study_module(STUDIES / "reproduce_arjovsky2016.py")
 
 
-def test_hochreiter_runs_use_the_papers_protocol(hochreiter):
-    for preset in hochreiter.presets:
-        runs = [run.train for run in hochreiter.grid(preset)]
-        assert {(r.stopping, r.eval_batch_size) for r in runs} == {("hochreiter1997", 2560)}
-    full = hochreiter.grid("full")
-    paper_sized = [r.train for r in full if r.train.cell == "lstm_no_forget" and r.train.task == "adding"]
-    # experiment 4's net has 93 weights; ours is the nearest our cell structure allows
-    assert all(abs(sum(p.numel() for p in build_model(r).parameters()) - 93) < 10 for r in paper_sized)
+# Table 10's weight counts of the paper's nets, and ours: the same net, plus one readout bias per
+# output unit where the paper's output units had none (experiments 1-3)
+PAPER_WEIGHTS = {
+    "1": (276, 7),
+    "2a": (10_504, 101),
+    "2b": (10_504, 101),
+    "2c": (664, 2),
+    "3a": (102, 1),
+    "3b": (102, 1),
+    "3c": (102, 1),
+    "4": (93, 0),
+    "5": (93, 0),
+    "6a": (156, 0),
+    "6b": (308, 0),
+}
+
+
+def experiment_of(config):
+    return hochreiter_experiment(config.task, dict(config.task_params))
+
+
+def test_hochreiter_covers_experiments_1_to_6_with_the_papers_stopping_rules(hochreiter):
+    full = [run.train for run in hochreiter.grid("full")]
+    assert {experiment_of(r) for r in full} == set(PAPER_WEIGHTS)
+    assert {r.task_params["length"] for r in full if r.task == "adding"} == {100, 500, 1000}
+    for r in full:
+        experiment = experiment_of(r)
+        if experiment.startswith("3"):  # ST2 on a test set of 256 sequences
+            assert (r.stopping, r.eval_batch_size) == ("eval", 256)
+        else:  # the training stream; the final test on 2,560 sequences (the Reber grammar: 256)
+            assert (r.stopping, r.eval_batch_size) == ("hochreiter1997", 256 if experiment == "1" else 2560)
+    models = {(experiment_of(r), r.model, r.cell) for r in full}
+    chunkers = {(e, cell) for e, model, cell in models if model == "chunker"}
+    assert chunkers == {("2a", "rnn"), ("2b", "rnn")}
+    for experiment in PAPER_WEIGHTS:
+        cells = {cell for e, model, cell in models if e == experiment and model == "sequence"}
+        assert cells == {"lstm1997", "lstm_chrono", "gru", "rnn"}
+
+
+def test_hochreiter_paper_sized_nets_learn_online_with_the_papers_weights(hochreiter):
+    for run in hochreiter.grid("full"):
+        config = run.train
+        online = (config.batch_size, config.optimizer, config.momentum, config.grad_clip) == (
+            1,
+            "sgd",
+            0.0,
+            None,
+        )
+        assert online == (config.cell == "lstm1997" or config.model == "chunker")
+        if config.cell != "lstm1997" or config.seed != 0:
+            continue
+        paper, readout_biases = PAPER_WEIGHTS[experiment_of(config)]
+        weights = sum(p.numel() for p in build_model(config).parameters())
+        assert weights == paper + readout_biases, experiment_of(config)
+        assert config.logistic_output == (config.make_task().kind == "regression")
+
+
+def test_hochreiter_quick_is_small(hochreiter):
+    quick = [run.train for run in hochreiter.grid("quick")]
+    assert len(quick) <= 4 and all(r.max_sequences <= 64_000 for r in quick)
 
 
 def test_arjovsky_hidden_sizes_per_cell_and_task(arjovsky):
@@ -56,10 +108,10 @@ def test_arjovsky_unitary_and_orthogonal_cells_get_their_papers_sizes_and_rates(
 @pytest.mark.slow
 def test_hochreiter_quick_lstm_solves_the_adding_problem_and_the_rnn_does_not(hochreiter, tmp_path):
     study_dir = run_study(hochreiter, "quick", out=tmp_path, workers=2, progress=False)
-    table = hochreiter_table(load_study(study_dir).runs).set_index("cell")
-    assert table.loc["lstm_chrono", "solved"] == "1/1"
-    assert table.loc["lstm_chrono", "wrong_per_2560"] < 0.01 * 2560
-    assert table.loc["rnn", "solved"] == "0/1"
+    table = hochreiter_table(load_study(study_dir).runs).set_index(["experiment", "model"])
+    assert table.loc[("4", "lstm_chrono"), "solved"] == "1/1"
+    assert table.loc[("4", "lstm_chrono"), "wrong_per_2560"] < 0.01 * 2560
+    assert table.loc[("4", "rnn"), "solved"] == "0/1"
 
 
 @pytest.mark.slow

@@ -28,7 +28,9 @@ from seqmem.train import (
     load_model,
     make_optimizer,
     train,
+    training_loss,
 )
+from tasks.two_sequence import MAX_ABS_ERROR
 
 HISTORY_COLUMNS = [
     "step",
@@ -305,6 +307,26 @@ def test_hochreiter_rule_needs_a_full_window_of_correct_sequences_and_a_low_mean
     assert not loud.update(outputs_off_by(batches[0], [0.035, -0.035]), batches[0])
 
 
+@pytest.mark.parametrize("variant", ["3a", "3b", "3c"])
+def test_hochreiter_rule_gives_the_task_all_its_metrics_over_the_window(variant):
+    """The two-sequence problem's ST2 needs abs_error besides error_rate: the rule passes the
+    task's full metrics, averaged over the window's sequences."""
+    task = tasks.TwoSequenceTask(length=20, variant=variant)
+    bound = MAX_ABS_ERROR[variant]  # on the mean absolute error; every offset here is classified right
+    batches = [task.sample(1, torch.Generator().manual_seed(i)) for i in range(8)]
+
+    def off_by(i, offset):
+        return ((task.clean_targets(batches[i]) + offset) * batches[i].mask)[..., None]
+
+    rule = HochreiterStop(task, window=6, max_loss=math.inf)
+    offsets = [0.0, 0.0, 1.2 * bound, 0.0, 0.0, 0.0, 0.0, 0.0]
+    held = [rule.update(off_by(i, offset), batches[i]) for i, offset in enumerate(offsets)]
+    assert held == [False] * 5 + [True, True, True]  # a window's mean: 0.2 x bound
+    strict = HochreiterStop(task, window=2, max_loss=math.inf)
+    assert not strict.update(off_by(2, 1.5 * bound), batches[2])
+    assert not strict.update(off_by(3, 1.5 * bound), batches[3])
+
+
 def test_hochreiter_stopping_ends_the_run_on_the_training_stream(monkeypatch):
     monkeypatch.setattr(
         tasks.AddingTask,
@@ -358,6 +380,44 @@ def test_interrupted_streak_is_not_solved(monkeypatch):
     result = train(tiny(max_steps=12, eval_every=2, solve_patience=2), progress=False)
     assert result.status == "budget_exhausted" and result.steps == 12
     assert result.history["solved"].tolist() == [True, False] * 3 + [True]
+
+
+def test_build_model_draws_the_readout_from_the_given_range_and_squashes_its_outputs():
+    config = tiny(readout_init_range=0.05, logistic_output=True, input_to_output=True)
+    model, default = build_model(config), build_model(tiny())
+    for layer in (model.readout, model.input_readout):
+        values = torch.cat([p.flatten() for p in layer.parameters()])
+        assert values.abs().max() <= 0.05 and values.abs().max() > 0.02
+    assert torch.equal(model.cell.weight_hh, default.cell.weight_hh)  # the cell is drawn as before
+    batch = config.make_task().sample(3, torch.Generator().manual_seed(0))
+    outputs = model(batch.inputs)
+    assert ((outputs > 0) & (outputs < 1)).all()
+
+
+def test_sequence_sum_loss_sums_each_sequences_scored_steps():
+    task = tasks.make_task("long_lag", p=6, variant="2b")
+    batch = task.sample(4, torch.Generator().manual_seed(0))
+    outputs = torch.randn(4, 6, task.output_size)
+    mean, reported = training_loss(tiny(), build_model(tiny()), task, outputs, batch)
+    summed, same = training_loss(
+        tiny(loss_reduction="sequence_sum"), build_model(tiny()), task, outputs, batch
+    )
+    per_step = torch.nn.functional.cross_entropy(outputs.transpose(1, 2), batch.targets, reduction="none")
+    torch.testing.assert_close(mean, per_step.mean())
+    torch.testing.assert_close(summed, per_step.sum(dim=1).mean())
+    # the task's loss is what the history and the divergence bound see, whatever is descended
+    torch.testing.assert_close(reported, task.loss(outputs, batch))
+    torch.testing.assert_close(same, reported)
+
+
+def test_the_chunker_trains_on_the_task_loss_plus_its_prediction_loss():
+    config = tiny(task="long_lag", task_params={"p": 6}, cell="rnn", model="chunker", hidden_size=3)
+    model, task = build_model(config), config.make_task()
+    batch = task.sample(4, torch.Generator().manual_seed(0))
+    outputs = model(batch.inputs)
+    objective, loss = training_loss(config, model, task, outputs, batch)
+    torch.testing.assert_close(loss, task.loss(outputs, batch))
+    torch.testing.assert_close(objective, loss + model.prediction_loss)
 
 
 def test_callbacks_see_every_evaluation_and_cannot_disturb_training():

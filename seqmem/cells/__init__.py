@@ -3,10 +3,12 @@
 One module per cell family: ``base`` (``RecurrentCell``: the parameter layout, ``project_input``,
 ``recur``, torch.nn-style calls, the step Jacobian and the fast-path hooks, with the types they
 use: ``Transition``, ``StepJacobian``, ``GradientBound``), ``rnn``, ``lstm``, ``gru``, ``exprnn``
-and ``urnn`` (recurrent matrices that stay orthogonal / unitary); ``activations`` holds the
-nonlinearities of the RNN-like cells, ``init`` the initialisation schemes.  A preset names a
-configuration (a family and its initialisation) that configs and studies refer to, e.g.
-``make_cell("lstm_chrono", input_size, hidden_size, memory_lag=100)``.
+and ``urnn`` (recurrent matrices that stay orthogonal / unitary) and ``lstm1997`` (the original
+LSTM: memory-cell blocks, truncated gradient); ``activations`` holds the nonlinearities of the
+RNN-like cells, ``init`` the initialisation schemes.  A preset names a configuration (a family and
+its initialisation) that configs and studies refer to, e.g. ``make_cell("lstm_chrono", input_size,
+hidden_size, memory_lag=100)``; a preset may take options of its own (``make_cell("lstm1997", 2, 4,
+params={"block_size": 2})``).
 
 Adding a cell is one class (a ``RecurrentCell`` that writes ``recur``; the step Jacobian and the
 unrolled path come with it) and one ``register_preset(name, factory)``.  ``cell_names()`` lists
@@ -16,7 +18,8 @@ the presets in registration order, which the report's colours follow.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from seqmem.cells.base import RecurrentCell
 from seqmem.cells.exprnn import ExpRNNCell
@@ -31,6 +34,7 @@ from seqmem.cells.init import (
     initialize,
 )
 from seqmem.cells.lstm import LSTMCell
+from seqmem.cells.lstm1997 import LSTM1997Cell
 from seqmem.cells.rnn import RNNCell
 from seqmem.cells.urnn import UnitaryRNNCell
 from tasks.base import check_choice
@@ -39,6 +43,7 @@ __all__ = [
     "RecurrentCell",
     "RNNCell",
     "LSTMCell",
+    "LSTM1997Cell",
     "GRUCell",
     "ExpRNNCell",
     "UnitaryRNNCell",
@@ -56,8 +61,9 @@ __all__ = [
     "cell_names",
 ]
 
-# factory(input_size, hidden_size, memory_lag): memory_lag is the task's (chrono's T_max), or None
-PresetFactory = Callable[[int, int, int | None], RecurrentCell]
+# factory(input_size, hidden_size, memory_lag, **params): memory_lag is the task's (chrono's T_max),
+# or None; params are the preset's own options, if it takes any (lstm1997: its block layout)
+PresetFactory = Callable[..., RecurrentCell]
 _PRESETS: dict[str, PresetFactory] = {}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -87,11 +93,23 @@ def cell_names() -> list[str]:
 
 
 def make_cell(
-    preset: str, input_size: int, hidden_size: int, *, memory_lag: int | None = None
+    preset: str,
+    input_size: int,
+    hidden_size: int,
+    *,
+    memory_lag: int | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> RecurrentCell:
-    """The cell named ``preset`` (see ``cell_names()``); ``memory_lag`` is chrono's T_max."""
+    """The cell named ``preset`` (see ``cell_names()``); ``memory_lag`` is chrono's T_max, ``params``
+    the preset's own options (keyword arguments of its factory)."""
     check_choice("preset", preset, tuple(_PRESETS))
-    cell = _PRESETS[preset](input_size, hidden_size, memory_lag)
+    params = dict(params or {})
+    try:
+        cell = _PRESETS[preset](input_size, hidden_size, memory_lag, **params)
+    except TypeError as error:  # an option the factory does not take
+        if not params:
+            raise
+        raise ValueError(f"params={params!r} is invalid for preset {preset!r}: {error}") from None
     if not isinstance(cell, RecurrentCell):
         raise ValueError(f"preset={preset!r} is invalid: its factory returned {cell!r}, not a RecurrentCell")
     cell.preset = preset
@@ -114,3 +132,4 @@ register_preset("lstm_no_forget", lambda i, h, _: LSTMCell(i, h, forget_gate=Fal
 register_preset("gru", lambda i, h, _: GRUCell(i, h))
 register_preset("exprnn", lambda i, h, _: ExpRNNCell(i, h))
 register_preset("urnn", lambda i, h, _: UnitaryRNNCell(i, h))
+register_preset("lstm1997", lambda i, h, _, **params: LSTM1997Cell(i, h, **params))

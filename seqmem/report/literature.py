@@ -6,8 +6,9 @@ renders, as HTML for the report, the tables of the papers a study declares in it
 (``studies/reproduce_*.py`` declare "hochreiter1997" and "arjovsky2016").
 
 - Hochreiter & Schmidhuber (1997), "Long short-term memory", Neural Computation 9(8):1735-1780,
-  sections 5.4-5.6 (experiments 4, 5, 6a, 6b): training sequences until the stopping rule and
-  wrong predictions on 2,560 test sequences, means of 10 trials of the original LSTM.
+  sections 5.1-5.6 (experiments 1-6) and Tables 1-9: per experiment the share of successful
+  trials and the mean number of training sequences until success of the original LSTM (and of the
+  chunker "CH" where Table 2 compares it), and wrong predictions per 2,560 test sequences.
 - Arjovsky, Shah & Bengio (2016), "Unitary evolution recurrent neural networks", ICML,
   section 4.1-4.2: the memoryless baselines of the copy task (10 ln 8 / (T + 20)) and the adding
   problem (MSE 0.167), that the tanh RNN and the LSTM stay at the copy baseline, and that their
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from seqmem.config import hochreiter_rule
 from seqmem.report.tables import html_table
 
 __all__ = [
@@ -44,17 +46,34 @@ __all__ = [
 
 HOCHREITER_TEST_SEQUENCES = 2560
 _H97 = "Hochreiter & Schmidhuber 1997, §5.{}"
+# One row per experiment and T (the lag-defining length: adding/multiplication/temporal order/
+# two-sequence length, experiment 2's p, 2c's q; none for the Reber grammar) and method: the
+# paper's LSTM, or its chunker "CH" (Table 2).  success: share of successful trials where the paper
+# states it; sequences: mean training sequences until success (3a-3c: until ST2); wrong: per 2,560
+# test sequences (3a-3c: the paper's fraction misclassified x 2,560).  The LSTM row of experiment 1
+# is Table 1's 3 blocks x 2 cells, alpha 0.5; 2c's is Table 3's q = p = 100; 3a-3c's are N = 3.
 HOCHREITER1997 = pd.DataFrame(
     [
-        ("4", 100, 74_000, 1, math.nan, _H97.format(4)),
-        ("4", 500, 209_000, 0, math.nan, _H97.format(4)),
-        ("4", 1000, 853_000, 1, math.nan, _H97.format(4)),
-        ("5", 100, 482_000, 139, 0.0223, _H97.format(5)),
-        ("6a", 100, 31_390, 1, math.nan, _H97.format(6)),
-        ("6b", 100, 571_100, 2, math.nan, _H97.format(6)),
+        ("1", math.nan, "LSTM", 1.0, 8_440, math.nan, math.nan, _H97.format(1)),
+        ("2a", 100, "LSTM", 1.0, 5_040, math.nan, math.nan, _H97.format(2)),
+        ("2a", 100, "CH", 0.33, 32_400, math.nan, math.nan, _H97.format(2)),
+        ("2b", 100, "LSTM", 1.0, 5_680, math.nan, math.nan, _H97.format(2)),
+        ("2b", 100, "CH", 0.0, math.nan, math.nan, math.nan, _H97.format(2)),
+        ("2c", 100, "LSTM", math.nan, 31_000, math.nan, math.nan, _H97.format(2)),
+        ("3a", 100, "LSTM", math.nan, 39_850, 0.000195 * 2560, math.nan, _H97.format(3)),
+        ("3b", 100, "LSTM", math.nan, 43_250, 0.00828 * 2560, math.nan, _H97.format(3)),
+        ("3c", 100, "LSTM", math.nan, 269_650, 0.00558 * 2560, math.nan, _H97.format(3)),
+        ("4", 100, "LSTM", math.nan, 74_000, 1, math.nan, _H97.format(4)),
+        ("4", 500, "LSTM", math.nan, 209_000, 0, math.nan, _H97.format(4)),
+        ("4", 1000, "LSTM", math.nan, 853_000, 1, math.nan, _H97.format(4)),
+        ("5", 100, "LSTM", math.nan, 482_000, 139, 0.0223, _H97.format(5)),
+        ("6a", 100, "LSTM", math.nan, 31_390, 1, math.nan, _H97.format(6)),
+        ("6b", 100, "LSTM", math.nan, 571_100, 2, math.nan, _H97.format(6)),
     ],
-    columns=["experiment", "T", "paper_sequences", "paper_wrong", "paper_mse", "source"],
-)
+    columns=[
+        "experiment", "T", "method", "paper_success", "paper_sequences", "paper_wrong", "paper_mse", "source",
+    ],
+).astype({"paper_sequences": "Int64"})  # fmt: skip
 
 _A16 = "Arjovsky, Shah & Bengio 2016, §4.{}"
 _TALLEC = "Tallec & Ollivier 2018: forget bias 1 already beats the LSTM baseline of Arjovsky et al."
@@ -82,6 +101,12 @@ def _paper_baseline(task: str, T: int) -> float:
 
 def hochreiter_experiment(task: str, params: dict[str, Any]) -> str | None:
     """The experiment number of Hochreiter & Schmidhuber (1997) that a task config is, or None."""
+    if task == "embedded_reber":
+        return "1"
+    if task in ("long_lag", "two_sequence"):
+        return params.get("variant")
+    if task == "very_long_lag":
+        return "2c"
     if task == "adding" and params.get("variant") == "hochreiter1997":
         return "4"
     if task == "multiplication":
@@ -91,8 +116,29 @@ def hochreiter_experiment(task: str, params: dict[str, Any]) -> str | None:
     return None
 
 
+# the task parameter that is an experiment's T (none for the Reber grammar)
+_T_PARAMETER = {"long_lag": "p", "very_long_lag": "q", "embedded_reber": None}
+
+
 def _row_params(row: pd.Series) -> dict[str, Any]:
     return {k: row[k] for k in ("variant", "n_markers") if k in row and pd.notna(row[k])}
+
+
+def _row_t(row: pd.Series) -> float:
+    name = _T_PARAMETER.get(row["task"], "length")
+    return float(row[name]) if name is not None and name in row and pd.notna(row[name]) else math.nan
+
+
+def _model_name(row: pd.Series) -> str:
+    """The cell, or ``chunker(<cell>)`` for a run of the two-level chunker."""
+    model = row["model"] if "model" in row and pd.notna(row["model"]) else "sequence"
+    return f"{model}({row['cell']})" if model != "sequence" else row["cell"]
+
+
+def _sequences_to_success(row: pd.Series) -> float:
+    """Sequences seen, less the stream rule's window of successive right ones where it stopped the run."""
+    stream = "stopping" in row and row["stopping"] == "hochreiter1997"
+    return float(row["sequences_seen"]) - (hochreiter_rule(row["task"])[0] if stream else 0)
 
 
 def _mean_std(values: pd.Series) -> tuple[float, float]:
@@ -104,28 +150,40 @@ def _mean_std(values: pd.Series) -> tuple[float, float]:
 
 
 def hochreiter_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per experiment, T and cell: our runs next to the paper's original LSTM.
+    """Per experiment, T and model (the cell, or ``chunker(<cell>)``): our runs next to the paper's
+    original LSTM (the chunker's next to the paper's chunker, "CH").
 
-    ``runs`` is ``load_study(...).runs`` of a study trained with ``stopping='hochreiter1997'``.
-    ours: runs, solved (the stopping rule held within the budget), sequences until the rule
-    (mean and sample std over the solved runs, like the paper's means over successful trials),
-    wrong predictions per 2,560 test sequences (``final_error_rate`` scaled to 2,560), test MSE.
-    ``sequences_vs_paper`` is our mean over the paper's; ``note`` states the budget and protocol."""
+    ``runs`` is ``load_study(...).runs`` of a study trained with the paper's stopping rules.
+    ours: runs, solved (the stopping rule held within the budget), sequences to success (mean and
+    sample std over the solved runs, like the paper's means over successful trials): for the
+    training-stream rule (``stopping='hochreiter1997'``) the sequences before the window of
+    successive right ones began (``sequences_seen`` minus the rule's window, the paper's "success
+    after"), else the sequences until the rule held,
+    wrong predictions per 2,560 test sequences (``final_error_rate`` scaled to 2,560), the final
+    test loss.  ``sequences_vs_paper`` is our mean over the paper's; ``note`` states the budget
+    and protocol."""
     columns = [
-        "experiment", "T", "cell", "hidden_size", "optimizer", "runs", "solved", "sequences_mean",
-        "sequences_std", "wrong_per_2560", "test_mse", "paper_sequences", "paper_wrong", "paper_mse",
-        "sequences_vs_paper", "note", "source",
+        "experiment", "T", "model", "hidden_size", "optimizer", "runs", "solved", "sequences_mean",
+        "sequences_std", "wrong_per_2560", "test_loss", "paper_method", "paper_success", "paper_sequences",
+        "paper_wrong", "paper_mse", "sequences_vs_paper", "note", "source",
     ]  # fmt: skip
-    needed = {"task", "cell", "length", "status", "sequences_seen", "final_error_rate"}
+    needed = {"task", "cell", "status", "sequences_seen", "final_error_rate"}
     if runs.empty or not needed <= set(runs.columns):
         return pd.DataFrame(columns=columns)
     runs = runs[runs["status"] != "failed"].copy()
     runs["experiment"] = [hochreiter_experiment(r["task"], _row_params(r)) for _, r in runs.iterrows()]
-    runs = runs.dropna(subset=["experiment"]).rename(columns={"length": "T"})
+    runs = runs.dropna(subset=["experiment"])
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    runs["T"] = [_row_t(r) for _, r in runs.iterrows()]
+    runs["to_success"] = [_sequences_to_success(r) for _, r in runs.iterrows()]
+    runs["model_name"] = [_model_name(r) for _, r in runs.iterrows()]
     rows = []
-    for (experiment, T, cell), group in runs.groupby(["experiment", "T", "cell"], sort=False):
+    for (experiment, T, model), group in runs.groupby(
+        ["experiment", "T", "model_name"], sort=False, dropna=False
+    ):
         solved = group[group["status"] == "solved"]
-        mean, std = _mean_std(solved["sequences_seen"])
+        mean, std = _mean_std(solved["to_success"])
         test_size = group["eval_batch_size"] if "eval_batch_size" in group else HOCHREITER_TEST_SEQUENCES
         wrong_counts = (group["final_error_rate"] * test_size).round()  # whole sequences per run
         wrong = wrong_counts.mean() * HOCHREITER_TEST_SEQUENCES / np.mean(test_size)
@@ -138,8 +196,8 @@ def hochreiter_table(runs: pd.DataFrame) -> pd.DataFrame:
         rows.append(
             {
                 "experiment": experiment,
-                "T": int(T),
-                "cell": cell,
+                "T": T,
+                "model": model,
                 "hidden_size": int(group["hidden_size"].iloc[0]) if "hidden_size" in group else math.nan,
                 "optimizer": group["optimizer"].iloc[0] if "optimizer" in group else "",
                 "runs": len(group),
@@ -147,15 +205,22 @@ def hochreiter_table(runs: pd.DataFrame) -> pd.DataFrame:
                 "sequences_mean": mean,
                 "sequences_std": std,
                 "wrong_per_2560": float(wrong),
-                "test_mse": float(group["final_loss"].mean()) if "final_loss" in group else math.nan,
+                "test_loss": float(group["final_loss"].mean()) if "final_loss" in group else math.nan,
+                "paper_method": "CH" if model.startswith("chunker(") else "LSTM",
                 "note": note,
             }
         )
-    if not rows:
-        return pd.DataFrame(columns=columns)
-    table = pd.DataFrame(rows).merge(HOCHREITER1997, on=["experiment", "T"], how="left")
+    paper = HOCHREITER1997.rename(columns={"method": "paper_method"})
+    table = pd.DataFrame(rows).merge(paper, on=["experiment", "T", "paper_method"], how="left")
     table["sequences_vs_paper"] = table["sequences_mean"] / table["paper_sequences"]
-    return table.sort_values(["experiment", "T"], kind="stable")[columns].reset_index(drop=True)
+    order = table["experiment"].map(_experiment_order)
+    table = table.assign(order=order).sort_values(["order", "T"], kind="stable", na_position="first")
+    return table[columns].reset_index(drop=True)
+
+
+def _experiment_order(experiment: str) -> tuple[int, str]:
+    """'1' < '2a' < '2b' < ... < '6b' (numerically by the leading number)."""
+    return int(experiment[0]), experiment[1:]
 
 
 def arjovsky_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -221,8 +286,9 @@ LITERATURE_TABLES: dict[str, tuple[str, str, Callable[[pd.DataFrame], pd.DataFra
     "hochreiter1997": (
         "Hochreiter & Schmidhuber (1997), side by side",
         "Training sequences until the paper's stopping rule (mean ± std over solved seeds) and wrong "
-        "predictions on 2,560 fresh test sequences, next to the paper's original LSTM (means of 10 "
-        "trials). sequences vs paper < 1: fewer sequences than the paper needed.",
+        "predictions per 2,560 fresh test sequences, next to the paper's original LSTM (and its chunker "
+        "CH, for our chunker): the share of successful trials and mean sequences to success. "
+        "sequences vs paper < 1: fewer sequences than the paper needed.",
         hochreiter_table,
     ),
     "arjovsky2016": (

@@ -50,6 +50,7 @@ PALETTE: dict[str, str] = {
     "gru": "#009E73",  # bluish green
     "exprnn": "#B2182B",  # deep red: stays orthogonal while training
     "urnn": "#661100",  # dark brown-red: stays unitary
+    "lstm1997": "#44AA99",  # teal: the 1997 LSTM as the paper built it (blocks, truncated gradient)
 }
 # Presets invented after this file: neutral greys, still distinct from each other.
 _EXTRA_COLORS = ("#555555", "#999999", "#222222", "#BBBBBB")
