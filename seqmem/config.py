@@ -188,7 +188,7 @@ class TrainConfig:
                        budget anyway (for equal-budget comparisons).
     stopping           what "solved" means: 'eval' -- the held-out evaluations, as above;
                        'hochreiter1997' -- the paper's rule on the training stream instead
-                       (``seqmem.train.HochreiterStop``; tasks with ``sequence_correct`` only).
+                       (``seqmem.stopping.HochreiterStop``; tasks with ``sequence_correct`` only).
     seed, device       the one seed everything random derives from; a torch device string.
     max_loss_ratio     (since 0.2.0) the run has diverged once a training batch's loss exceeds
                        this multiple of the task's memoryless baseline loss (as it has on a

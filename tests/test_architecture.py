@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("seqmem.cells",),
     ("seqmem.config", "seqmem.io"),
     ("seqmem.model", "seqmem.chunker"),
+    ("seqmem.stopping",),
     ("seqmem.train",),
     ("seqmem.analysis",),
     ("seqmem.results",),
