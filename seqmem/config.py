@@ -278,26 +278,18 @@ class TrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid: must be True or False")
         check_int("seed", self.seed, 0, 2**63 - 1)
         # Floats are stored as floats so that to_dict() is canonical (lr=1 and lr=1.0 are one run).
-        numbers = {
-            "lr": _check_number("lr", self.lr, "a finite number > 0", lambda v: v > 0),
-            "momentum": _check_number("momentum", self.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1),
+        positive = ("a finite number > 0", lambda v: v > 0)
+        required = {"lr": positive, "momentum": ("a number in [0, 1)", lambda v: 0 <= v < 1)}
+        optional = {
+            "grad_clip": positive,
+            "readout_init_range": positive,
+            "max_loss_ratio": ("a finite number > 1", lambda v: v > 1),
+            "orthogonal_lr": positive,
         }
-        if self.grad_clip is not None:
-            numbers["grad_clip"] = _check_number(
-                "grad_clip", self.grad_clip, "None or a finite number > 0", lambda v: v > 0
-            )
-        if self.readout_init_range is not None:
-            numbers["readout_init_range"] = _check_number(
-                "readout_init_range", self.readout_init_range, "None or a finite number > 0", lambda v: v > 0
-            )
-        if self.max_loss_ratio is not None:
-            numbers["max_loss_ratio"] = _check_number(
-                "max_loss_ratio", self.max_loss_ratio, "None or a finite number > 1", lambda v: v > 1
-            )
-        if self.orthogonal_lr is not None:
-            numbers["orthogonal_lr"] = _check_number(
-                "orthogonal_lr", self.orthogonal_lr, "None or a finite number > 0", lambda v: v > 0
-            )
+        numbers = {name: _check_number(name, getattr(self, name), *rule) for name, rule in required.items()}
+        for name, (allowed, ok) in optional.items():
+            if (value := getattr(self, name)) is not None:
+                numbers[name] = _check_number(name, value, f"None or {allowed}", ok)
         for name, value in numbers.items():
             object.__setattr__(self, name, value)
         self._check_device()
