@@ -1,5 +1,5 @@
-"""Checks the expRNN and uRNN tests share: a cell trained hard enough to move its orthogonal or
-unitary parameters a long way, the cells' Jacobian products at rest, and a short probed run."""
+"""Checks the cell tests share: a cell trained hard enough to move its orthogonal or unitary
+parameters a long way, the cells' Jacobian products at rest, and a short probed run."""
 
 import numpy as np
 import torch
@@ -50,24 +50,29 @@ def spectral_norms_by_lag(model, length: int = 60, dtype=torch.float64) -> np.nd
     return mean["value"].to_numpy()
 
 
-def trained_and_probed(preset: str):
-    """A few RMSprop steps with the orthogonal parameters at their own rate, probed at every
-    evaluation; every probed value finite and the rate recorded in the run's config."""
+def trained_and_probed(preset: str, **changes):
+    """Six steps of a small adding run (``changes`` to its TrainConfig), probed at every
+    evaluation; the run spent its budget and every probed value is finite."""
     config = TrainConfig(
-        task="adding",
-        task_params={"length": 12},
-        cell=preset,
-        hidden_size=6,
-        optimizer="rmsprop",
-        orthogonal_lr=1e-4,
-        batch_size=8,
-        max_steps=6,
-        eval_every=3,
-        eval_batch_size=16,
+        **{
+            "task": "adding",
+            "task_params": {"length": 12},
+            "cell": preset,
+            "hidden_size": 6,
+            "batch_size": 8,
+            "max_steps": 6,
+            "eval_every": 3,
+            "eval_batch_size": 16,
+            **changes,
+        }
     )
     probe = make_probe(ProbeConfig(batch_size=6, jacobian_batch_size=2, lyapunov_k=4))
     result = train(config, [probe], progress=False)
-    assert result.status == "budget_exhausted" and result.config.to_dict()["orthogonal_lr"] == 1e-4
-    assert set(result.probes["phase"]) == {"init", "train", "final"}
+    assert result.status == "budget_exhausted" and result.steps == 6
+    assert set(zip(result.probes["step"], result.probes["phase"], strict=True)) == {
+        (0, "init"),
+        (3, "train"),
+        (6, "final"),
+    }
     assert np.isfinite(result.probes["value"]).all()
     return result

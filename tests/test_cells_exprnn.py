@@ -125,7 +125,8 @@ def test_gradient_bound_is_one():
 
 
 def test_trains_with_its_own_learning_rate_for_the_skew_matrix_and_is_probed():
-    result = trained_and_probed("exprnn")
+    result = trained_and_probed("exprnn", optimizer="rmsprop", orthogonal_lr=1e-4)
+    assert result.config.to_dict()["orthogonal_lr"] == 1e-4  # recorded with the run
     bound = {"gradient_bound", "sigma_max", "derivative_bound"}  # sup |modReLU'| = 1
     assert set(result.probes["quantity"]) == PROBED | bound
     assert "cell.parametrizations.weight_hh.original" in result.state_dict

@@ -16,7 +16,6 @@ from seqmem.analysis import (
     gradient_norms_by_lag,
     jacobian_norms_by_lag,
     lyapunov_spectrum,
-    make_probe,
 )
 from seqmem.analysis.common import batch_as_dtype
 from seqmem.analysis.gradients import reference_loss
@@ -31,10 +30,10 @@ from seqmem.cells import (
     unregister_preset,
 )
 from seqmem.cells.base import StepJacobian, Transition
-from seqmem.config import ProbeConfig, TrainConfig
 from seqmem.model import SequenceModel, make_model
-from seqmem.train import build_model, train
+from seqmem.train import build_model
 from tasks import AddingTask
+from tests.cell_checks import trained_and_probed
 
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-12}
 INPUT, HIDDEN = 3, 6  # even: the uRNN holds HIDDEN / 2 complex units
@@ -324,27 +323,10 @@ def test_toy_gradient_norms_by_lag_are_the_gradients_of_its_states(toy):
 
 
 def test_toy_trains_and_is_probed(toy):
-    config = TrainConfig(
-        task="adding",
-        task_params={"length": 12},
-        cell=toy,
-        hidden_size=6,
-        batch_size=8,
-        max_steps=6,
-        eval_every=3,
-        eval_batch_size=16,
-    )
-    probe = make_probe(ProbeConfig(batch_size=6, jacobian_batch_size=2, lyapunov_k=4))
-    result = train(config, [probe], progress=False)
-    assert result.status == "budget_exhausted" and result.steps == 6
+    result = trained_and_probed(toy)
     assert np.isfinite(result.history[["loss", "train_loss", "grad_norm"]].to_numpy()[1:]).all()
-    initial = build_model(config).state_dict()
+    initial = build_model(result.config).state_dict()
     assert not torch.equal(result.state_dict["cell.weight_hh"], initial["cell.weight_hh"])
-    assert set(zip(result.probes["step"], result.probes["phase"], strict=True)) == {
-        (0, "init"),
-        (3, "train"),
-        (6, "final"),
-    }
     assert set(result.probes["quantity"]) == {
         "grad_norm",
         "cell_grad_norm",

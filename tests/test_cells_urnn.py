@@ -119,7 +119,8 @@ def test_jacobian_products_change_norm_with_a_bias():
 
 
 def test_trains_and_is_probed():
-    result = trained_and_probed("urnn")
+    result = trained_and_probed("urnn", optimizer="rmsprop", orthogonal_lr=1e-4)
+    assert result.config.to_dict()["orthogonal_lr"] == 1e-4  # recorded with the run
     assert set(result.probes["quantity"]) == PROBED  # no gradient bound: modReLU' is unbounded here
     assert {"cell.phases", "cell.reflections", "cell.permutation"} <= set(result.state_dict)
 
