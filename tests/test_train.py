@@ -466,11 +466,9 @@ def test_the_cell_is_inert_until_the_loss_stops_decreasing_then_joins_and_learns
 
     result = train(config, [record], progress=False)
     losses = result.history["train_loss"].to_numpy()[1:]  # one step per row; row 0 is step 0
-    expected = next(
-        k
-        for k in range(2 * window, len(losses) + 1, window)
-        if losses[k - window : k].mean() > (1 - PLATEAU_TOLERANCE) * losses[k - 2 * window : k - window].mean()
-    )
+    means = [losses[k - window : k].mean() for k in range(window, len(losses) + 1, window)]
+    first = next(n for n in range(1, len(means)) if means[n] > (1 - PLATEAU_TOLERANCE) * means[n - 1])
+    expected = (first + 1) * window
     assert result.cell_joined_step == expected < config.max_steps
     assert result.summary()["cell_joined_step"] == expected
     for step, cell_in, weights in seen:
