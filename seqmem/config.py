@@ -340,9 +340,10 @@ class TrainConfig:
         check_int("cell_joins_at_plateau", self.cell_joins_at_plateau, 1)
         if self.model != "sequence" or not self.input_to_output:
             raise ValueError(
-                f"cell_joins_at_plateau={self.cell_joins_at_plateau!r} is invalid with model={self.model!r}, "
-                f"input_to_output={self.input_to_output!r}: a growing net needs model='sequence' and "
-                "input_to_output=True (until the cell joins, the outputs see the inputs only)"
+                f"cell_joins_at_plateau={self.cell_joins_at_plateau!r} is invalid: a growing net needs "
+                f"model='sequence' and input_to_output=True, not model={self.model!r}, "
+                f"input_to_output={self.input_to_output!r} (until the cell joins, the outputs see the "
+                "inputs only)"
             )
 
     def _has_orthogonal_parameters(self, task: Task) -> bool:

@@ -429,6 +429,9 @@ def test_plateau_compares_the_mean_of_each_window_with_the_one_before(losses, re
         assert plateau.add(0.0) is False  # reached once; never again
 
 
+ONLINE = dict(optimizer="sgd", momentum=0.0, batch_size=1, grad_clip=None)  # one sequence per update
+
+
 def growing(window: int = 8, **changes) -> TrainConfig:
     """Experiment 2a's net at p = 5, online, whose cell joins at the training loss's plateau."""
     net = {"bias": "none", "output_gate": False, "recurrent": False, "squashing": "logistic_identity"}
@@ -439,12 +442,9 @@ def growing(window: int = 8, **changes) -> TrainConfig:
         hidden_size=1,
         cell_params=net,
         input_to_output=True,
-        optimizer="sgd",
-        momentum=0.0,
         lr=0.5,
-        batch_size=1,
-        grad_clip=None,
         cell_joins_at_plateau=window,
+        **ONLINE,
         **changes,
     )
 
