@@ -219,6 +219,16 @@ class TrainConfig:
     loss_reduction     'mean' (the task's loss) or 'sequence_sum' (per sequence the sum over its
                        scored steps, the batch's mean of those: what the 1997 paper's online
                        learner descends).  Default 'mean'.
+    cell_joins_at_plateau
+                       the net is grown as Hochreiter & Schmidhuber grew their experiment 2 nets
+                       ("memory cell and input gate are added once the error has stopped
+                       decreasing"): training starts with the outputs fed by the inputs only
+                       (needs ``input_to_output``; the cell is neither seen nor trained), and the
+                       cell joins once the training loss has stopped decreasing -- read here as:
+                       its mean over the last N steps is less than 1 % below its mean over the N
+                       steps before, checked every N steps, N = this field.  The step it joined
+                       at is the run's ``cell_joined_step``.  None: the cell is there from the
+                       start.  Default None.
 
     Online learning as in Hochreiter & Schmidhuber (1997) -- weights updated after every
     sequence, by plain gradient descent -- is ``batch_size=1, optimizer='sgd', momentum=0.0,
@@ -252,6 +262,7 @@ class TrainConfig:
     readout_init_range: float | None = later_field(None, since="0.3.0")
     model: str = later_field("sequence", since="0.3.0")
     loss_reduction: str = later_field("mean", since="0.3.0")
+    cell_joins_at_plateau: int | None = later_field(None, since="0.3.0")
 
     def __post_init__(self) -> None:
         plain_numbers(self)
@@ -277,6 +288,7 @@ class TrainConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid: must be True or False")
         check_int("seed", self.seed, 0, 2**63 - 1)
+        self._check_growth()
         # Floats are stored as floats so that to_dict() is canonical (lr=1 and lr=1.0 are one run).
         positive = ("a finite number > 0", lambda v: v > 0)
         required = {"lr": positive, "momentum": ("a number in [0, 1)", lambda v: 0 <= v < 1)}
@@ -310,6 +322,20 @@ class TrainConfig:
             raise ValueError(
                 f"orthogonal_lr={self.orthogonal_lr!r} is invalid for cell {self.cell!r}: it has no "
                 "orthogonal or unitary parameters (e.g. exprnn, urnn); leave it None"
+            )
+
+    def _check_growth(self) -> None:
+        """``cell_joins_at_plateau``: None, or a window of steps for a sequence model whose outputs
+        see the inputs (before the cell joins they see nothing else)."""
+        if self.cell_joins_at_plateau is None:
+            return
+        check_int("cell_joins_at_plateau", self.cell_joins_at_plateau, 1)
+        if self.model != "sequence" or not self.input_to_output:
+            raise ValueError(
+                f"cell_joins_at_plateau={self.cell_joins_at_plateau!r} is invalid: a growing net needs "
+                f"model='sequence' and input_to_output=True, not model={self.model!r}, "
+                f"input_to_output={self.input_to_output!r} (until the cell joins, the outputs see the "
+                "inputs only)"
             )
 
     def _has_orthogonal_parameters(self, task: Task) -> bool:

@@ -67,7 +67,10 @@ class SequenceModel(nn.Module):
     ``Linear(input_size, output_size, bias=False)`` from the step's input to its output (the nets
     of Hochreiter & Schmidhuber's experiment 2, where every layer sees all layers below).
     ``logistic_output=True`` squashes the outputs with the logistic sigmoid (that paper's output
-    units, for targets in [0, 1]).
+    units, for targets in [0, 1]).  ``cell_joins_later=True`` starts the net without its cell, as
+    that paper grew its experiment 2 nets: the outputs see a zero hidden state (so no gradient
+    reaches the cell or the readout's weights) until ``join_cell()``; whether it has joined is the
+    buffer ``cell_joined``, saved with the weights.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class SequenceModel(nn.Module):
         fused: bool = True,
         input_to_output: bool = False,
         logistic_output: bool = False,
+        cell_joins_later: bool = False,
     ) -> None:
         super().__init__()
         if (cell.input_size, cell.hidden_size) != (input_size, hidden_size):
@@ -95,6 +99,19 @@ class SequenceModel(nn.Module):
         self.input_size, self.hidden_size, self.output_size = input_size, hidden_size, output_size
         self.fused = fused
         self.preset = cell.preset
+        self.cell_joined: Tensor | None
+        self.register_buffer("cell_joined", torch.tensor(False) if cell_joins_later else None)
+
+    @property
+    def cell_in(self) -> bool:
+        """Whether the outputs see the cell (always, unless it was built to join later and has not)."""
+        return self.cell_joined is None or bool(self.cell_joined)
+
+    def join_cell(self) -> None:
+        """From now on the outputs see the cell."""
+        if self.cell_joined is None:
+            raise ValueError("join_cell() is invalid here: this model has its cell from the start")
+        self.cell_joined.fill_(True)
 
     def unroll(self, inputs: Tensor) -> UnrolledStates:
         """Run the cell over ``inputs`` (B, L, I) step by step, keeping every state and gate."""
@@ -111,6 +128,8 @@ class SequenceModel(nn.Module):
         if hidden is None:
             states = self.unroll(inputs)
             hidden = torch.stack(states.h, dim=1)
+        if not self.cell_in:  # the outputs see the inputs only, and no error reaches the cell
+            hidden = torch.zeros_like(hidden)
         outputs = self.readout(hidden)
         if self.input_readout is not None:
             outputs = outputs + self.input_readout(inputs)
@@ -139,6 +158,7 @@ def make_model(
     cell_params: Mapping[str, Any] | None = None,
     input_to_output: bool = False,
     logistic_output: bool = False,
+    cell_joins_later: bool = False,
 ) -> SequenceModel:
     """A ``SequenceModel`` with cell ``preset`` (and its options ``cell_params``) sized for
     ``task`` (its input/output sizes; its ``memory_lag`` is the T_max of chrono initialisation)."""
@@ -149,4 +169,10 @@ def make_model(
         )
     cell = make_cell(preset, task.input_size, hidden_size, memory_lag=task.memory_lag, params=cell_params)
     sizes = (task.input_size, hidden_size, task.output_size)
-    return SequenceModel(cell, *sizes, input_to_output=input_to_output, logistic_output=logistic_output)
+    return SequenceModel(
+        cell,
+        *sizes,
+        input_to_output=input_to_output,
+        logistic_output=logistic_output,
+        cell_joins_later=cell_joins_later,
+    )

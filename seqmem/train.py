@@ -6,7 +6,9 @@ takes optimiser steps on fresh batches, evaluates on one fixed held-out batch at
 rows the probe callbacks returned, and the final weights.
 
 When a run ends is decided by the stopping rules of ``seqmem.stopping`` (divergence, budget,
-solved), fed every training step and every evaluation.
+solved), fed every training step and every evaluation.  A net grown as in Hochreiter &
+Schmidhuber's experiment 2 (``config.cell_joins_at_plateau``) gets its cell once the training loss
+has stopped decreasing (``Plateau``).
 
 Reproducibility: everything random derives from ``config.seed`` -- the initial weights
 (``build_model``), the training batches and the held-out batch (two independent generators
@@ -39,6 +41,8 @@ from tasks.base import Batch, Task, check_memory
 
 __all__ = [
     "ProbeContext",
+    "PLATEAU_TOLERANCE",
+    "Plateau",
     "Callback",
     "RunResult",
     "Model",
@@ -89,6 +93,9 @@ class RunResult:
     probes          the callbacks' rows, with step, sequences_seen and phase columns.
     final_metrics   the task's metrics at the last evaluation.
     state_dict      the final weights, on CPU.
+    cell_joined_step
+                    for a growing net (``config.cell_joins_at_plateau``), the step after which
+                    its cell joined (None: it never did); None for every other net.
     """
 
     config: TrainConfig
@@ -101,6 +108,7 @@ class RunResult:
     final_metrics: dict[str, float]
     elapsed_s: float
     state_dict: dict[str, torch.Tensor]
+    cell_joined_step: int | None = None
 
     def summary(self) -> dict[str, Any]:
         """The plain facts of the outcome (what a results store records beside the tables)."""
@@ -111,6 +119,7 @@ class RunResult:
             "diverged_step": self.diverged_step,
             "final_metrics": dict(self.final_metrics),
             "elapsed_s": self.elapsed_s,
+            "cell_joined_step": self.cell_joined_step,
         }
 
 
@@ -122,6 +131,8 @@ def build_model(config: TrainConfig) -> Model:
     ``Chunker``), initialised from ``config.seed``, on CPU.  torch's global RNG is restored
     afterwards, so building has no side effects."""
     build = make_chunker if config.model == "chunker" else make_model
+    # only a SequenceModel grows (TrainConfig refuses a growing chunker)
+    growing = {"cell_joins_later": True} if config.cell_joins_at_plateau is not None else {}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = build(
@@ -131,6 +142,7 @@ def build_model(config: TrainConfig) -> Model:
             cell_params=config.cell_params,
             input_to_output=config.input_to_output,
             logistic_output=config.logistic_output,
+            **growing,
         )
         if config.readout_init_range is not None:
             with torch.no_grad():
@@ -205,6 +217,32 @@ def flushing_denormals() -> Iterator[None]:
 
 
 # -- the loop -------------------------------------------------------------------------------------
+
+PLATEAU_TOLERANCE = 0.01  # "stopped decreasing": less than 1 % better than the window before
+
+
+class Plateau:
+    """Whether a training loss has stopped decreasing: every ``window`` steps, the mean of the
+    last ``window`` losses is compared with the mean of the ``window`` before; ``reached`` once it
+    is less than ``PLATEAU_TOLERANCE`` below it (or above it).  The 1997 paper does not say how it
+    decided; this is our reading."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.losses: list[float] = []
+        self.reached = False
+
+    def add(self, loss: float) -> bool:
+        """Record one step's loss; True when the plateau is reached at this step."""
+        if self.reached:
+            return False
+        self.losses.append(loss)
+        if len(self.losses) < 2 * self.window or len(self.losses) % self.window:
+            return False
+        before = float(np.mean(self.losses[-2 * self.window : -self.window]))
+        last = float(np.mean(self.losses[-self.window :]))
+        self.reached = last > before * (1 - PLATEAU_TOLERANCE)
+        return self.reached
 
 
 def resolve_device(name: str) -> torch.device:
@@ -332,6 +370,9 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), progress: boo
         train_generator, eval_generator = _generators(config.seed)
         eval_batch = task.sample(config.eval_batch_size, eval_generator).to(device)
         stopping = Stopping.for_run(config, task)
+        window = config.cell_joins_at_plateau
+        plateau = Plateau(window) if window is not None else None
+        cell_joined_step = None
         history = _History()
         probes: list[pd.DataFrame] = []
         bar = tqdm(
@@ -372,6 +413,9 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), progress: boo
             stopping.after_step(record)
             if not stopping.divergence.triggered:  # a diverging update is skipped: the weights stay finite
                 optimizer.step()
+            if plateau is not None and plateau.add(record.loss):
+                model.join_cell()  # from the next step on
+                cell_joined_step = step
             if step % config.eval_every == 0 or stopping.done:
                 metrics = evaluate(step, seen)
         bar.close()
@@ -388,4 +432,5 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), progress: boo
         final_metrics=dict(metrics),
         elapsed_s=history.elapsed_s(),
         state_dict={name: t.detach().to("cpu", copy=True) for name, t in model.state_dict().items()},
+        cell_joined_step=cell_joined_step,
     )

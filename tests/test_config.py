@@ -128,6 +128,8 @@ INVALID = [
     ("orthogonal_lr", 0.0),
     ("orthogonal_lr", float("nan")),
     ("orthogonal_lr", "1e-4"),
+    ("cell_joins_at_plateau", 0),
+    ("cell_joins_at_plateau", 500),  # without input_to_output the outputs would see nothing
 ]
 
 
@@ -264,6 +266,7 @@ def test_run_id_is_stable_across_processes():
         {"input_to_output": True},
         {"model": "chunker"},
         {"loss_reduction": "sequence_sum"},
+        {"input_to_output": True, "cell_joins_at_plateau": 500},
     ],
 )
 def test_run_id_changes_with_the_config(changes):

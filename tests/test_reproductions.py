@@ -73,6 +73,9 @@ def test_hochreiter_paper_sized_nets_learn_online_with_the_papers_weights(hochre
             None,
         )
         assert online == (config.cell == "lstm1997" or config.model == "chunker")
+        # experiment 2a/2b's LSTM grows as the paper's did: the cell joins at the error's plateau
+        growing = config.cell == "lstm1997" and config.model == "sequence" and config.task == "long_lag"
+        assert (config.cell_joins_at_plateau is not None) == growing
         if config.cell != "lstm1997" or config.seed != 0:
             continue
         paper, readout_biases = PAPER_WEIGHTS[experiment_of(config)]

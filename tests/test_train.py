@@ -17,6 +17,8 @@ from seqmem.config import TrainConfig
 from seqmem.io import save_checkpoint
 from seqmem.stopping import HochreiterStop
 from seqmem.train import (
+    PLATEAU_TOLERANCE,
+    Plateau,
     ProbeContext,
     build_model,
     denormals_flushed,
@@ -402,6 +404,107 @@ def test_load_model_rebuilds_the_trained_model(tmp_path):
     inputs = config.make_task().sample(4, torch.Generator().manual_seed(0)).inputs
     assert torch.equal(loaded(inputs), model(inputs))
     assert not torch.equal(build_model(config)(inputs), model(inputs))  # training changed the model
+
+
+# -- a net that grows: the cell joins once the training loss has stopped decreasing ----------------
+
+
+@pytest.mark.parametrize(
+    ("losses", "reached_at"),
+    [
+        ([4, 4, 4, 2, 2, 2, 2, 2, 2], 9),  # halved, then flat: the second comparison finds the plateau
+        ([1, 1, 1, 1, 1, 1], 6),  # flat from the start: found at the first comparison, after 2 windows
+        ([1, 1, 1, 0.995, 0.995, 0.995], 6),  # 0.5 % better is "stopped decreasing"
+        ([1, 1, 1, 0.98, 0.98, 0.98, 0.96, 0.96, 0.96], None),  # 2 % better each window: still going
+        ([1, 1, 1, 1, 1, 0.9, 0.9, 0.9, 0.9], None),  # compared only at whole windows, not in between
+    ],
+)
+def test_plateau_compares_the_mean_of_each_window_with_the_one_before(losses, reached_at):
+    assert PLATEAU_TOLERANCE == 0.01
+    plateau = Plateau(3)
+    answers = [plateau.add(loss) for loss in losses]
+    assert answers == [k + 1 == reached_at for k in range(len(losses))]
+    assert plateau.reached == (reached_at is not None)
+    if reached_at is not None:
+        assert plateau.add(0.0) is False  # reached once; never again
+
+
+ONLINE = dict(optimizer="sgd", momentum=0.0, batch_size=1, grad_clip=None)  # one sequence per update
+
+
+def growing(window: int = 8, **changes) -> TrainConfig:
+    """Experiment 2a's net at p = 5, online, whose cell joins at the training loss's plateau."""
+    net = {"bias": "none", "output_gate": False, "recurrent": False, "squashing": "logistic_identity"}
+    return tiny(
+        task="long_lag",
+        task_params={"p": 5, "variant": "2a"},
+        cell="lstm1997",
+        hidden_size=1,
+        cell_params=net,
+        input_to_output=True,
+        lr=0.5,
+        cell_joins_at_plateau=window,
+        **ONLINE,
+        **changes,
+    )
+
+
+def test_the_cell_is_inert_until_the_loss_stops_decreasing_then_joins_and_learns():
+    """Before the join the outputs see the inputs only: the cell's weights and the readout's
+    weights from it keep their initial values (no error reaches them).  It joins at the first
+    window whose mean loss is less than 1 % below the window before's (recomputed here from the
+    per-step losses), and trains from then on; the run records the step."""
+    window = 8
+    config = growing(window, max_steps=120, eval_every=1)
+    initial = build_model(config)
+    cell_keys = [k for k in initial.state_dict() if k.startswith("cell.") or k == "readout.weight"]
+    seen = []
+
+    def record(ctx: ProbeContext) -> None:
+        weights = {k: ctx.model.state_dict()[k].clone() for k in cell_keys}
+        seen.append((ctx.step, ctx.model.cell_in, weights))
+
+    result = train(config, [record], progress=False)
+    losses = result.history["train_loss"].to_numpy()[1:]  # one step per row; row 0 is step 0
+    means = [losses[k - window : k].mean() for k in range(window, len(losses) + 1, window)]
+    first = next(n for n in range(1, len(means)) if means[n] > (1 - PLATEAU_TOLERANCE) * means[n - 1])
+    expected = (first + 1) * window
+    assert result.cell_joined_step == expected < config.max_steps
+    assert result.summary()["cell_joined_step"] == expected
+    for step, cell_in, weights in seen:
+        assert cell_in == (step >= expected)
+        if step <= expected:  # the join comes after that step's update
+            assert all(torch.equal(weights[k], initial.state_dict()[k]) for k in cell_keys)
+    final = result.state_dict
+    assert bool(final["cell_joined"]) and not torch.equal(final["cell.weight_ih"], initial.cell.weight_ih)
+
+
+def test_before_the_join_the_outputs_do_not_depend_on_the_cell():
+    model = build_model(growing(max_steps=1))
+    inputs = growing(max_steps=1).make_task().sample(4, torch.Generator().manual_seed(0)).inputs
+    before = model(inputs)
+    with torch.no_grad():
+        model.cell.weight_ih.add_(1.0)
+    assert torch.equal(model(inputs), before)
+    model.join_cell()
+    assert not torch.equal(model(inputs), before)
+
+
+def test_a_net_with_its_cell_from_the_start_cannot_join_it_and_records_no_join():
+    config = tiny()
+    with pytest.raises(ValueError, match="join_cell\\(\\) is invalid here"):
+        build_model(config).join_cell()
+    assert "cell_joined" not in build_model(config).state_dict()  # checkpoints of such nets unchanged
+    assert train(config, progress=False).cell_joined_step is None
+
+
+def test_a_grown_net_reloads_with_its_cell_joined(tmp_path):
+    config = growing(max_steps=60)
+    result = train(config, progress=False)
+    assert result.cell_joined_step is not None
+    path = save_checkpoint(tmp_path / "checkpoint.pt", result.state_dict, config.to_dict())
+    loaded, _ = load_model(path)
+    assert loaded.cell_in and not build_model(config).cell_in
 
 
 # -- learning ---------------------------------------------------------------------------------
