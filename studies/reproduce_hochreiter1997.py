@@ -144,24 +144,18 @@ EXPERIMENTS = [
         | {"loss_reduction": "sequence_sum"},
         {"full": 20_000, "paper": 200_000},
     ),
-    Experiment(
-        "2a",
-        "long_lag",
-        {"p": 100, "variant": "2a"},
-        STREAM,
-        EXPERIMENT_2_NET,
-        {"full": 20_000, "paper": 5_000_000},
-        chunker=True,
-    ),
-    Experiment(
-        "2b",
-        "long_lag",
-        {"p": 100, "variant": "2b"},
-        STREAM,
-        EXPERIMENT_2_NET,
-        {"full": 20_000, "paper": 5_000_000},
-        chunker=True,
-    ),
+    *[
+        Experiment(
+            variant,
+            "long_lag",
+            {"p": 100, "variant": variant},
+            STREAM,
+            EXPERIMENT_2_NET,
+            {"full": 20_000, "paper": 5_000_000},
+            chunker=True,
+        )
+        for variant in ("2a", "2b")
+    ],
     Experiment(
         "2c",
         "very_long_lag",
