@@ -5,4 +5,4 @@ training, gradient-decay analysis, resumable studies and reports.  Submodules ar
 imported explicitly so that ``import seqmem`` stays cheap.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"
