@@ -13,7 +13,9 @@ from their default.  A config written by 0.1.0 therefore keeps its id, and its r
 still resumes; a later field's default must never change.
 
 ``config.py`` sits above ``seqmem.cells`` (``TrainConfig`` checks cell names against the preset
-registry) and ``tasks``, and below everything else.
+registry) and ``tasks``, and below everything else.  (It is a little over 500 lines: the three
+configs, each field's documentation and validation, kept in one file because the run identity
+depends on all of them together.)
 """
 
 from __future__ import annotations
