@@ -90,7 +90,7 @@ GRADIENT_DECAY_QUICK_IDS = [
 
 
 def as_in_0_1_0(run: RunConfig) -> RunConfig:
-    """The main job's run with 0.1.0's budget: the copy runs went from 1000 steps to 600 since
+    """The main job's run with 0.1.0's budget: the copy runs went from 1000 steps to 400 since
     (so that the main job, the expRNN added, stays within 3 minutes), which made them new runs."""
     steps = 1000 if run.train.task == "copy" else run.train.max_steps
     return RunConfig(dataclasses.replace(run.train, max_steps=steps), run.probe)

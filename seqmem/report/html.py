@@ -290,8 +290,10 @@ def _trouble_table(runs: pd.DataFrame, problems: pd.DataFrame | None) -> str:
 
 def _save(fig: Figure, out_dir: Path, key: str) -> bytes:
     """Write <key>.png (150 dpi) and <key>.svg; return the PNG bytes for inlining."""
-    # No bbox_inches="tight": the constrained layout already fits the margins, at half the cost.
+    # No bbox_inches="tight": the constrained layout already fits the margins, at half the cost;
+    # and it is solved once, for the SVG: the PNG keeps the axes where that draw put them.
     atomic_write(out_dir / f"{key}.svg", lambda temp: fig.savefig(temp, format="svg"))
+    fig.set_layout_engine("none")
     atomic_write(out_dir / f"{key}.png", lambda temp: fig.savefig(temp, format="png", dpi=150))
     return (out_dir / f"{key}.png").read_bytes()
 
