@@ -10,7 +10,7 @@ from analysis_checks import ANY_TASK, batch_of, curve
 
 from seqmem.analysis import forget_product_by_lag, jacobian_norms_by_lag, lyapunov_spectrum
 from seqmem.analysis.jacobians import _spectral_norm, _square
-from seqmem.cells import make_cell
+from seqmem.cells import cell_names, make_cell
 from seqmem.model import SequenceModel
 
 PRESETS = ["rnn", "relu_rnn", "irnn", "lstm", "lstm_no_forget", "gru"]
@@ -359,6 +359,21 @@ def test_products_of_sequences_of_different_lengths_start_at_their_own_end(prese
     for (lag, b), values in spectra.iterrows():
         product = brute_force_products(model, inputs[b : b + 1, : lengths[b]])[0, lengths[b] - 1 - lag]
         np.testing.assert_allclose(values, torch.linalg.svdvals(product[:5, :5]), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("preset", cell_names())
+def test_every_cell_reports_singular_values_of_its_h_and_c_blocks(preset):
+    # P_T = I: at lag 0 every singular value of each reported block is 1, one per unit, for
+    # sequences of any length (a cell with more state blocks than (h, c) reports those two)
+    model = model_for(preset, hidden_size=4)
+    frame = jacobians(model, torch.randn(2, 7, 3, dtype=torch.float64), [7, 5], spectrum_lags=[0, 3])
+    names = ["jacobian", "cell_jacobian"][: len(model.cell.state_names)]
+    for name in names:
+        spectra = singular_values(frame, name)
+        assert spectra.index.tolist() == [(0, 0), (0, 1), (3, 0), (3, 1)]
+        assert spectra.shape[1] == model.hidden_size
+        np.testing.assert_allclose(spectra.loc[0], 1.0, rtol=1e-12)
+        assert np.isfinite(spectra.to_numpy()).all() and (spectra.loc[3].to_numpy() >= 0).all()
 
 
 def test_lyapunov_of_sequences_of_different_lengths_is_the_mean_of_each_alone():

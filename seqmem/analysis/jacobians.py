@@ -254,15 +254,15 @@ class _DeferredSpectralNorms:
         factor: torch.Tensor,
         t: int,
         start: torch.Tensor,
-        wanted: torch.Tensor,
+        wanted: torch.Tensor | None,
     ) -> torch.Tensor:
         """``blocks`` (K, B, H, H) of step t, the product's magnitudes ``factor`` (B,) beside
         their Frobenius norms (K, B); only the samples ``wanted`` (B,) are certified (the others'
-        entries stay estimates).  Returns the warm starts for the next step (K, B, H)."""
+        entries stay estimates; None: all).  Returns the warm starts for the next step (K, B, H)."""
         theta, u, certified = _power_iteration(blocks, frobenius, start)
         magnitude = frobenius.double() * factor
         self.out[:, :, t] = theta.sqrt() * magnitude
-        rest = ~certified & wanted
+        rest = ~certified if wanted is None else ~certified & wanted
         if bool(rest.any()):
             which, sample = rest.nonzero(as_tuple=True)
             self.pending.append((blocks[rest], frobenius[rest], u[rest], magnitude[rest], which, sample, t))
@@ -316,6 +316,14 @@ def jacobian_norms_by_lag(
     for lag in spectrum_at:
         check_int("spectrum_lags", lag, 0, last)
     jacobian = _step_jacobians(model, inputs)
+    # the per-step bookkeeping in Python, so the loop's tensor work is the products alone
+    last_steps_list = last_step.tolist()
+    shortest = min(last_steps_list)
+    spectrum_samples: dict[int, list[int]] = {}  # step t: the samples with a spectrum lag there
+    for sample, end in enumerate(last_steps_list):
+        for lag in spectrum_at:
+            if lag <= end:
+                spectrum_samples.setdefault(end - lag, []).append(sample)
     hidden = model.hidden_size
     count = len(model.cell.state_names)  # state blocks: (h) or (h, c)
     names = ["jacobian", "cell_jacobian"][:count]
@@ -348,22 +356,21 @@ def jacobian_norms_by_lag(
             frobenius[:, :, t] = squares.diagonal().T.sqrt()
             blocks = torch.stack([block[:, rows] for block, rows in zip(columns, state_rows, strict=True)])
             if spectral_norms is not None:
-                starts = spectral_norms.add(blocks, frobenius[:, :, t], factor, t, starts, last_step >= t)
+                wanted = None if t <= shortest else last_step >= t
+                starts = spectral_norms.add(blocks, frobenius[:, :, t], factor, t, starts, wanted)
             frobenius[:, :, t] *= factor
-            lag = last_step - t
-            at = ((last_step >= t) & torch.isin(lag, lag.new_tensor(spectrum_at))).nonzero()[:, 0]
-            if len(at):
-                values = (torch.linalg.svdvals(blocks[:, at]).double() * factor[at, None]).cpu()
-                spectra += [
-                    _spectrum_rows(values[k], t, lag[at].cpu(), at.cpu(), names[k]) for k in range(count)
-                ]
+            if t in spectrum_samples:
+                at = torch.tensor(spectrum_samples[t], device=inputs.device)
+                # the reported blocks only: a cell may carry more state than (h, c)
+                values = (torch.linalg.svdvals(blocks[: len(names), at]).double() * factor[at, None]).cpu()
+                lags, at = torch.tensor([last_steps_list[s] - t for s in spectrum_samples[t]]), at.cpu()
+                spectra += [_spectrum_rows(v, t, lags, at, n) for v, n in zip(values, names, strict=True)]
             if t > 0:  # P_{t-1} = P_t J_t, divided by ||P_t||_F (the divisor as rounded is kept)
                 inverse = squares.sum((0, 1)).sqrt().clamp_min(torch.finfo(inputs.dtype).tiny).reciprocal()
                 inverse = inverse.to(inputs.dtype)
                 pulled = _pull(columns, jacobian(t, inverse))
-                padding = last_step < t  # step t lies past the sequence's end: J_t = I for it
-                if bool(padding.any()):
-                    keep = padding[:, None, None]
+                if t > shortest:  # step t lies past some sequence's end: J_t = I for it
+                    keep = (last_step < t)[:, None, None]
                     pulled = tuple(
                         torch.where(keep, old * inverse[:, None, None], new)
                         for old, new in zip(columns, pulled, strict=True)
