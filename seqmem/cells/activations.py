@@ -1,7 +1,8 @@
 r"""The nonlinearities of the cells of the form h_t = phi(W_ih x_t + W_hh h_{t-1} + ...), each in
 the forms a cell needs: ``phi(pre, bias)`` with autograd (``recur``), and for backpropagation
 through time by hand (``seqmem.cells.rnn._RNNSequence``) ``activate_`` (pre-activation -> h, in
-place) and ``backpropagate_`` (dL/dh -> dL/d(pre-activation), in place, read off the output h).
+place) and ``backpropagate_`` (dL/dh -> dL/d(pre-activation), in place, from one step's
+``backward_factors``: what the derivative needs, read off the outputs h of every step at once).
 
     tanh, relu                 h = tanh(z), relu(z)
     modReLU (real)             h = sign(z) relu(|z| + b)              (expRNN; b per unit)
@@ -40,9 +41,16 @@ class Activation(ABC):
     def activate_(self, pre: Tensor, bias: Tensor | None = None) -> None:
         """Overwrite ``pre`` (B, H) with h = phi(pre)."""
 
+    def backward_factors(self, h: Tensor, bias: Tensor | None = None) -> tuple[Tensor, ...]:
+        """What ``backpropagate_`` reads at each step, for the outputs ``h`` (L, B, H) of every step
+        at once (leading dim: the step): the outputs themselves, unless an activation does better
+        with its per-step work vectorised over the whole sequence before the backward loop."""
+        return (h,)
+
     @abstractmethod
-    def backpropagate_(self, grad: Tensor, h: Tensor, bias: Tensor | None = None) -> None:
-        """Overwrite ``grad`` = dL/dh (B, H) with dL/d(pre-activation), given the output ``h``."""
+    def backpropagate_(self, grad: Tensor, *factors: Tensor) -> None:
+        """Overwrite ``grad`` = dL/dh (B, H) with dL/d(pre-activation), given one step's
+        ``backward_factors``."""
 
     def bias_grad(self, grad_pre: Tensor, h: Tensor) -> Tensor:
         """dL/db summed over every leading dim of ``grad_pre`` and ``h`` (..., H)."""
@@ -64,7 +72,7 @@ class _Tanh(Activation):
     def slope(self, h: Tensor) -> Tensor:
         return 1 - h.square()
 
-    def backpropagate_(self, grad: Tensor, h: Tensor, bias: Tensor | None = None) -> None:
+    def backpropagate_(self, grad: Tensor, h: Tensor) -> None:
         grad.addcmul_(grad * h, h, value=-1)  # grad (1 - h^2)
 
 
@@ -80,7 +88,7 @@ class _ReLU(Activation):
     def slope(self, h: Tensor) -> Tensor:
         return (h > 0).to(h.dtype)
 
-    def backpropagate_(self, grad: Tensor, h: Tensor, bias: Tensor | None = None) -> None:
+    def backpropagate_(self, grad: Tensor, h: Tensor) -> None:
         grad.mul_(h > 0)
 
 
@@ -97,8 +105,12 @@ class _ModReLU(Activation):
     def slope(self, h: Tensor) -> Tensor:
         return (h != 0).to(h.dtype)
 
-    def backpropagate_(self, grad: Tensor, h: Tensor, bias: Tensor | None = None) -> None:
-        grad.mul_(h != 0)
+    def backward_factors(self, h: Tensor, bias: Tensor | None = None) -> tuple[Tensor, ...]:
+        """The indicators [h != 0] of every step, at once: one multiply per step is left."""
+        return (h != 0,)
+
+    def backpropagate_(self, grad: Tensor, active: Tensor) -> None:
+        grad.mul_(active)
 
     def bias_grad(self, grad_pre: Tensor, h: Tensor) -> Tensor:
         return (grad_pre * h.sign()).flatten(0, -2).sum(0)
@@ -148,13 +160,19 @@ class _ComplexModReLU(Activation):
         """u = h / |h| per unit as (..., 2, N), 0 where h = 0."""
         return self.halves(h) / self.positive(self.modulus(h))[..., None, :]
 
-    def backpropagate_(self, grad: Tensor, h: Tensor, bias: Tensor | None = None) -> None:
-        parts, modulus = self.halves(grad), self.modulus(h)
+    def backward_factors(self, h: Tensor, bias: Tensor | None = None) -> tuple[Tensor, ...]:
+        """u (L, B, 2, N), s and 1 - s (L, B, N) of every step: a dozen element-wise operations once
+        on the whole sequence instead of at each step of the backward loop."""
+        modulus = self.modulus(h)
         u = self.halves(h) / self.positive(modulus.clone())[..., None, :]
         # s = |h| / |z| with |z| = |h| - b > 0 on active units; 0 on inactive ones (|h| = 0)
         stretch = modulus / self.positive(modulus - bias)
-        along = (u * parts).sum(-2).mul_(1 - stretch)  # (1 - s) <u, g>
-        parts.mul_(stretch[..., None, :]).addcmul_(u, along[..., None, :])
+        return u, stretch[..., None, :], 1 - stretch
+
+    def backpropagate_(self, grad: Tensor, u: Tensor, stretch: Tensor, rest: Tensor) -> None:
+        parts = self.halves(grad)
+        along = (u * parts).sum(-2).mul_(rest)  # (1 - s) <u, g>
+        parts.mul_(stretch).addcmul_(u, along[..., None, :])
 
     def bias_grad(self, grad_pre: Tensor, h: Tensor) -> Tensor:
         return (self.direction(h) * self.halves(grad_pre)).sum(-2).flatten(0, -2).sum(0)

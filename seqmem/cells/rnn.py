@@ -64,13 +64,14 @@ class _RNNSequence(torch.autograd.Function):
         weight_hh, states, bias = ctx.saved_tensors
         length = grad_states.shape[0]
         grad_pre = torch.empty_like(states[1:])
+        factors = ctx.activation.backward_factors(states[1:], bias)
         for t in range(length - 1, -1, -1):
-            d, h = grad_pre[t], states[t + 1]
+            d = grad_pre[t]
             if t == length - 1:
                 d.copy_(grad_states[t])
             else:
                 torch.addmm(grad_states[t], grad_pre[t + 1], weight_hh, out=d)
-            ctx.activation.backpropagate_(d, h, bias)
+            ctx.activation.backpropagate_(d, *(factor[t] for factor in factors))
         grad_weight = grad_bias = None
         if ctx.needs_input_grad[1]:
             hidden = weight_hh.shape[0]
