@@ -417,6 +417,24 @@ def test_condition_labels_leave_out_settings_that_belong_to_a_cell():
     assert "adding, length=30, hidden_size=40" in list(conditions.condition_labels(swept).cat.categories)
 
 
+def test_condition_labels_leave_out_settings_that_follow_from_another():
+    # copy_length's shorter budgets at long delays: max_steps follows from the delay, so the
+    # label names the delay alone, in numeric order; a budget varied on its own is named
+    runs = make_frames(cells=("rnn", "lstm")).runs
+    budgets = runs.assign(max_steps=runs["length"].map({30: 6000, 120: 1500}))
+    assert list(conditions.condition_labels(budgets).cat.categories) == [
+        "adding, length=30",
+        "adding, length=120",
+    ]
+    swept = runs.assign(max_steps=np.where(runs["seed"] == 0, 6000, 1500))
+    assert list(conditions.condition_labels(swept).cat.categories) == [
+        "adding, length=30, max_steps=1500",
+        "adding, length=30, max_steps=6000",
+        "adding, length=120, max_steps=1500",
+        "adding, length=120, max_steps=6000",
+    ]
+
+
 def test_learning_curves_clip_a_diverging_run(frames):
     metrics = frames.metrics.copy()
     exploding = (metrics["cell"] == "rnn") & (metrics["step"] == metrics["step"].max())

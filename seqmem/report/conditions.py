@@ -62,12 +62,27 @@ def _condition_columns(runs: pd.DataFrame) -> list[str]:
     return [c for c in config_columns(runs) if c not in _NOT_CONDITIONS and _varying(runs, c)]
 
 
-def _set_by_cell(runs: pd.DataFrame, column: str) -> bool:
-    """Whether ``column`` holds one value per cell (a per-cell override such as Arjovsky et al.'s
-    hidden sizes): a property of the cell, shown with it, not a condition of its own."""
-    if "cell" not in runs or not _varying(runs, "cell"):
+def _set_by(runs: pd.DataFrame, column: str, key: str) -> bool:
+    """Whether ``column`` holds one value per value of ``key`` (a per-value override, such as
+    Arjovsky et al.'s hidden sizes per cell or a shorter budget per long delay): it follows from
+    ``key``, so it names no condition of its own."""
+    if key not in runs or not _varying(runs, key):
         return False
-    return bool((runs.groupby("cell", observed=True)[column].agg(lambda v: v.map(repr).nunique()) == 1).all())
+    per_key = runs.groupby(runs[key].map(repr), sort=False)[column].agg(lambda v: v.map(repr).nunique())
+    return bool((per_key == 1).all())
+
+
+def _label_columns(runs: pd.DataFrame, exclude: Sequence[str]) -> list[str]:
+    """The settings that name a condition within one task's runs: those that vary, task
+    parameters before training settings, each left out when it follows from the cell or from a
+    setting already named."""
+    candidates = [c for c in _condition_columns(runs) if c != "task" and c not in exclude]
+    candidates.sort(key=lambda c: c in _TRAIN_FIELDS)  # stable: the task's own parameters first
+    named: list[str] = []
+    for column in candidates:
+        if not any(_set_by(runs, column, key) for key in ("cell", *named)):
+            named.append(column)
+    return named
 
 
 def difficulty_column(runs: pd.DataFrame) -> str | None:
@@ -91,8 +106,8 @@ def format_value(value: object) -> str:
 
 
 def condition_labels(runs: pd.DataFrame, exclude: Sequence[str] = ()) -> pd.Series:
-    """Per run_id, a label naming its task and every setting that varies across that task's runs
-    (other than the cell's own settings: one value per cell, see ``_set_by_cell``).
+    """Per run_id, a label naming its task and every setting that varies across that task's runs,
+    other than those that follow from the cell or from another named setting (``_label_columns``).
 
     Returns an ordered categorical Series (index ``run_id``, name ``condition``), e.g.
     ``"copy, delay=100"``; categories follow the task name, then the numeric order of the
@@ -102,11 +117,7 @@ def condition_labels(runs: pd.DataFrame, exclude: Sequence[str] = ()) -> pd.Seri
     groups = runs.groupby("task", sort=True) if "task" in runs else [("all runs", runs)]
     labels = []
     for task, group in groups:
-        columns = [
-            c
-            for c in _condition_columns(group)
-            if c != "task" and c not in exclude and not _set_by_cell(group, c)
-        ]
+        columns = _label_columns(group, exclude)
         group = group.sort_values(columns, kind="stable") if columns else group
         label = pd.Series(str(task), index=group.index)
         for column in columns:
