@@ -16,8 +16,10 @@ own LSTM baseline is not re-run here.  The report's literature table gives final
 per cell and T, the learning-curve figure the curves.
 
 Budgets, openly scaled: the paper trains 20,000 iterations; ``full`` trains 3,000 (15%), one
-seed, so that 48 runs fit 60 minutes on 2 cores (about 25 ms per step at the mean sequence
-length, one core per run).  ``paper`` is the unscaled 20,000 iterations x 3 seeds, for a cluster:
+seed.  Its 48 runs of the six unconstrained cells took 41 minutes on 2 cores (2026-11-24); the
+expRNN's and uRNN's 16 take about 5 core-hours more (1.6 and 3.4, measured 2026-11-29 on a
+shared 2-core CPU; the uRNN at copy T = 500 alone 70 minutes), so ``full`` is about 3 hours on 2
+cores.  ``paper`` is the unscaled 20,000 iterations x 3 seeds, for a cluster:
 ``python studies/reproduce_arjovsky2016.py --preset paper --executor dask --scheduler ADDR``.
 ``quick`` (the slow test): the tanh RNN and the LSTM on the copy task at T = 100, 300 steps.
 
