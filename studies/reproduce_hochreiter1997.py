@@ -67,8 +67,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from seqmem.cli import main_for_study
-from seqmem.config import RunConfig
-from seqmem.sweep import Study
+from seqmem.sweep import JoinedStudy, Study
 
 MODERN = {
     "optimizer": "adam",
@@ -257,22 +256,6 @@ def _part(experiment: Experiment) -> list[Study]:
             )
         )
     return parts
-
-
-@dataclass(frozen=True)
-class JoinedStudy(Study):
-    """A study whose grid is the grids of its ``parts``, joined (each part's preset of that name;
-    a part without it adds nothing)."""
-
-    parts: tuple[Study, ...] = ()
-
-    def grid(self, preset: str | None = "quick") -> list[RunConfig]:
-        self.resolve(preset)  # an unknown preset is a one-line ValueError
-        runs = [run for part in self.parts if preset in part.presets for run in part.grid(preset)]
-        ids = [run.run_id for run in runs]
-        if len(set(ids)) != len(ids):
-            raise ValueError(f"study {self.name!r} preset {preset!r}: two parts share a run")
-        return runs
 
 
 STUDY = JoinedStudy(

@@ -24,7 +24,7 @@ from sweep_checks import KILLABLE_STUDY, assert_same_runs, flip_a_byte, stamps, 
 from seqmem import results
 from seqmem.cli import load_study_module
 from seqmem.config import RunConfig, TrainConfig
-from seqmem.sweep import Study, execute_run, run_study, runner, train_run
+from seqmem.sweep import JoinedStudy, Study, execute_run, run_study, runner, train_run
 from seqmem.train import train
 
 REPO = Path(__file__).absolute().parents[1]
@@ -205,6 +205,32 @@ def test_exclude_drops_exactly_the_combinations_named():
     # a preset's exclusions add to the study's
     assert [(r.train.cell, r.train.task) for r in study.grid("quick")] == [("lstm", "adding")]
     assert study.info("quick")["exclude"] == [{"cell": "lstm", "task": "copy"}, {"cell": "rnn"}]
+
+
+def test_a_joined_study_is_its_parts_grids_per_preset():
+    # a hidden size per cell that also differs per task: one grid per task, joined
+    def part(task, sizes, presets):
+        overrides = {"cell": {cell: {"hidden_size": size} for cell, size in sizes.items()}}
+        return Study(
+            name=f"part_{task[0]}",
+            base=TINY,
+            axes={"cell": list(sizes), "task": [task]},
+            presets={preset: {"overrides": overrides} for preset in presets},
+        )
+
+    copy = part(("copy", {"delay": 5}), {"rnn": 8, "urnn": 6}, ["quick", "full"])
+    adding = part(("adding", {"length": 12}), {"rnn": 4, "urnn": 10}, ["full"])
+    joined = JoinedStudy(name="joined", base={}, presets={"quick": {}, "full": {}}, parts=(copy, adding))
+    sizes = [(r.train.task, r.train.cell, r.train.hidden_size) for r in joined.grid("full")]
+    assert sizes == [("copy", "rnn", 8), ("copy", "urnn", 6), ("adding", "rnn", 4), ("adding", "urnn", 10)]
+    assert [r.run_id for r in joined.grid("full")] == [
+        r.run_id for p in (copy, adding) for r in p.grid("full")
+    ]
+    assert [r.train.task for r in joined.grid("quick")] == ["copy", "copy"]  # adding has no quick
+    with pytest.raises(ValueError, match="preset='paper' is invalid"):
+        joined.grid("paper")
+    with pytest.raises(ValueError, match="two parts share a run"):
+        JoinedStudy(name="twice", base={}, presets={"full": {}}, parts=(copy, copy))
 
 
 @pytest.mark.parametrize(

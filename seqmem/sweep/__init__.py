@@ -30,12 +30,13 @@ execute, SLURM included), ``runner`` (``run_study``: checks, progress, summary).
 """
 
 from seqmem.sweep.executors import SlurmConfig, make_slurm_cluster
-from seqmem.sweep.grid import Study
+from seqmem.sweep.grid import JoinedStudy, Study
 from seqmem.sweep.runner import run_statuses, run_study
 from seqmem.sweep.runs import RunOutcome, execute_run, train_run
 
 __all__ = [
     "Study",
+    "JoinedStudy",
     "SlurmConfig",
     "RunOutcome",
     "run_study",

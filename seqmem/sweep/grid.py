@@ -12,7 +12,7 @@ from typing import Any
 
 from seqmem.config import ProbeConfig, RunConfig, TrainConfig
 
-__all__ = ["Study"]
+__all__ = ["Study", "JoinedStudy"]
 
 TASK_AXIS = "task"
 TASK_PARAM = "task_params."
@@ -234,3 +234,21 @@ class Study:
             "literature": list(self.literature),
             "grid": [{"run_id": run.run_id, **run.to_dict()} for run in self.grid(preset)],
         }
+
+
+@dataclass(frozen=True)
+class JoinedStudy(Study):
+    """A study whose grid is the grids of its ``parts``, joined: each part's preset of that name
+    (a part without it adds nothing).  For settings that one product grid cannot say, such as a
+    hidden size per cell that also differs per task, or a net that differs per experiment.  Its
+    own ``base`` and ``axes`` stay empty; ``presets`` names the presets it offers."""
+
+    parts: tuple[Study, ...] = ()
+
+    def grid(self, preset: str | None = "quick") -> list[RunConfig]:
+        self.resolve(preset)  # an unknown preset is a one-line ValueError
+        runs = [run for part in self.parts if preset in part.presets for run in part.grid(preset)]
+        ids = [run.run_id for run in runs]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"study {self.name!r} preset {preset!r}: two parts share a run")
+        return runs
