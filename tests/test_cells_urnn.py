@@ -118,6 +118,31 @@ def test_jacobian_products_change_norm_with_a_bias():
     assert spectral_norms_by_lag(model)[-1] < 0.5
 
 
+def test_large_sizes_unroll_the_factors_on_a_cpu(monkeypatch):
+    # above DENSE_MAX_UNITS complex units the dense W costs more than the FFT factors: the model
+    # unrolls recur instead, and its outputs and gradients are those of the dense path
+    task = CopyTask(delay=4, n_copy=2)
+    batch = task.sample(3, torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = make_model("urnn", task, 16).double()
+    inputs = batch.inputs.double()
+    assert model.cell.fast_hidden_states(inputs, True) is not None
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = task.loss(model(inputs), batch)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    dense_loss, dense_grads = loss_and_grads()
+    monkeypatch.setattr("seqmem.cells.urnn.DENSE_MAX_UNITS", 7)  # this cell has 8 complex units
+    assert model.cell.fast_hidden_states(inputs, True) is None
+    unrolled_loss, unrolled_grads = loss_and_grads()
+    torch.testing.assert_close(unrolled_loss, dense_loss, rtol=1e-12, atol=0)
+    for unrolled, dense_grad in zip(unrolled_grads, dense_grads, strict=True):
+        torch.testing.assert_close(unrolled, dense_grad, rtol=1e-9, atol=1e-12)
+
+
 def test_trains_and_is_probed():
     result = trained_and_probed("urnn", optimizer="rmsprop", orthogonal_lr=1e-4)
     assert result.config.to_dict()["orthogonal_lr"] == 1e-4  # recorded with the run

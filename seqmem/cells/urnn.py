@@ -14,6 +14,11 @@ from seqmem.cells.rnn import _RNNSequence
 
 __all__ = ["UnitaryRNNCell"]
 
+# Above this many complex units the dense fast path's O(N^2) matmuls cost more, on a CPU, than the
+# plain unroll through the O(N log N) factors: training steps at T = 100, batch 20, one core
+# (2026-11-29): 256 units dense 193 ms vs factored 336; 512 units dense 719 ms vs factored 434.
+DENSE_MAX_UNITS = 384
+
 
 class UnitaryRNNCell(RecurrentCell):
     r"""uRNN (Arjovsky, Shah & Bengio 2016).  N = hidden_size / 2 complex units; the state h in C^N
@@ -116,10 +121,14 @@ class UnitaryRNNCell(RecurrentCell):
         dense = torch.einsum("bijn,jnm->binm", blocks, real_form).flatten(1, 2)
         return StepJacobian(((dense,),), (False,))
 
-    def fast_hidden_states(self, inputs: Tensor, training: bool) -> Tensor:
+    def fast_hidden_states(self, inputs: Tensor, training: bool) -> Tensor | None:
         """``_RNNSequence`` with W's dense real form, built once per call from the factors (N FFTs).
-        On a CPU at these sizes one ``addmm`` per step beats the ~10 kernel launches of the factored
-        product (the training benchmark); the gradient for W flows on to the factors by autograd."""
+        On a CPU one ``addmm`` per step beats the ~10 kernel launches of the factored product up to
+        ``DENSE_MAX_UNITS`` complex units; above that (the paper's 512 on adding) None: the model
+        unrolls ``recur``, O(N log N) per step.  The gradient for W flows on to the factors by
+        autograd."""
+        if inputs.device.type == "cpu" and self.complex_units > DENSE_MAX_UNITS:
+            return None
         projected = self.project_input(inputs).transpose(0, 1).contiguous()
         hidden = _RNNSequence.apply(projected, self.weight_hh, COMPLEX_MODRELU, self.modrelu_bias)
         return hidden.transpose(0, 1)
