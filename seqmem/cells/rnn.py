@@ -24,7 +24,7 @@ __all__ = ["RNNCell"]
 
 class _RNNSequence(torch.autograd.Function):
     """Backpropagation through time by hand, for cells whose step is one matmul and a nonlinearity
-    (the vanilla RNN on the CPU, the expRNN and the uRNN everywhere).
+    (the vanilla RNN on the CPU, the expRNN everywhere, the uRNN wherever its dense W is cheaper).
 
         h_t = phi(a_t + W_hh h_{t-1}; b),   a_t = W_ih x_t + b_ih + b_hh,   h_0 = 0
 
