@@ -45,7 +45,9 @@ success up to the start of that window, which is how the paper's counts read (2a
 
 Budgets.  ``full`` must fit about 90 minutes on 2 cores, and the paper-sized nets learn one
 sequence at a time: about 6 ms per sequence of 100 steps on an idle core (the numpy loop of
-seqmem/cells/lstm1997.py), 30 ms at T = 500, 60 ms at T = 1000; the chunker 5-10 ms.  So every
+seqmem/cells/lstm1997.py), 30 ms at T = 500, 60 ms at T = 1000; the chunker 5-10 ms.  (Measured
+over a whole run, 2026-11-29: 120,000 sequences at T = 100 took 20 minutes, 10 ms each, on one core
+while the other trained; the estimate below may be low by as much.)  So every
 online run gets its experiment's budget (``Experiment.budget``: 120,000 sequences for adding
 T = 100, whose paper mean is 74,000; 5,000-40,000 elsewhere), the modern cells 80,000
 (``MODERN_BUDGET``), and the long ones are left far below the paper's counts: 3c (paper: 269,650),
