@@ -131,6 +131,7 @@ class HochreiterStop(StoppingRule):
         self.losses: deque[float] = deque(maxlen=self.window)
         self.correct: deque[bool] = deque(maxlen=self.window)
         self.batch_metrics: deque[tuple[int, dict[str, float]]] = deque()
+        self.batch_metrics_size = 0  # sequences in batch_metrics, kept so a step never re-sums them
 
     def after_step(self, step: TrainingStep) -> None:
         self.triggered = self.update(step.outputs, step.batch) or self.triggered
@@ -145,8 +146,9 @@ class HochreiterStop(StoppingRule):
             self.losses.extend(per_sequence.tolist())
             self.correct.extend(self.task.sequence_correct(outputs, batch).tolist())
             self.batch_metrics.append((batch.batch_size, self.task.metrics(outputs, batch)))
-        while sum(n for n, _ in self.batch_metrics) - self.batch_metrics[0][0] >= self.window:
-            self.batch_metrics.popleft()
+        self.batch_metrics_size += batch.batch_size
+        while self.batch_metrics_size - self.batch_metrics[0][0] >= self.window:
+            self.batch_metrics_size -= self.batch_metrics.popleft()[0]
         if len(self.correct) < self.window:
             return False
         loss = float(np.mean(list(self.losses)))
