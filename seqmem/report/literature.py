@@ -51,10 +51,10 @@ _H97 = "Hochreiter & Schmidhuber 1997, §5.{}"
 # paper's LSTM, or its chunker "CH" (Table 2).  success: share of successful trials where the paper
 # states it; sequences: mean training sequences until success (3a-3c: until ST2); wrong: per 2,560
 # test sequences (3a-3c: the paper's fraction misclassified x 2,560).  The LSTM row of experiment 1
-# is Table 1's 3 blocks x 2 cells, alpha 0.5; 2c's is Table 3's q = p = 100; 3a-3c's are N = 3.
+# is Table 1's 3 blocks x 2 cells, alpha 0.1; 2c's is Table 3's q = p = 100; 3a-3c's are N = 3.
 HOCHREITER1997 = pd.DataFrame(
     [
-        ("1", math.nan, "LSTM", 1.0, 8_440, math.nan, math.nan, _H97.format(1)),
+        ("1", math.nan, "LSTM", 1.0, 21_730, math.nan, math.nan, _H97.format(1)),
         ("2a", 100, "LSTM", 1.0, 5_040, math.nan, math.nan, _H97.format(2)),
         ("2a", 100, "CH", 0.33, 32_400, math.nan, math.nan, _H97.format(2)),
         ("2b", 100, "LSTM", 1.0, 5_680, math.nan, math.nan, _H97.format(2)),
