@@ -319,19 +319,24 @@ def test_bad_layouts_are_one_line_errors(params, message):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("grown", [False, True], ids=["cell-from-the-start", "cell-joins-at-plateau"])
-def test_the_experiment_2_net_learns_a_short_noise_free_lag_online(grown):
+@pytest.mark.parametrize(
+    ("p", "lr", "grown", "within"),
+    [(10, 1.0, False, 3_000), (10, 1.0, True, 3_000), (100, 0.25, True, 3 * 5_040)],
+    ids=["p10-cell-from-the-start", "p10-cell-joins-at-plateau", "p100-cell-joins-at-plateau"],
+)
+def test_the_experiment_2_net_learns_a_noise_free_lag_online(p, lr, grown, within):
     """Experiment 2a's net (one cell and its input gate, g logistic, h the identity, outputs that
-    also see the inputs), trained online at the paper's alpha = 1.0, passes the paper's rule (10,000
-    successive sequences right) at p = 10 within about a thousand sequences; grown as the paper
-    grew it (the cell joins once the loss of 500 sequences is within 1 % of the 500 before's), it
-    learns the lag after the join, within a few hundred sequences.  (At the paper's p = 100 it
-    does not, with softmax outputs, either way: see the README.)"""
+    also see the inputs), trained online, passes the paper's rule (10,000 successive sequences
+    right).  At p = 10 and the paper's alpha = 1.0 within about a thousand sequences, with the
+    cell there from the start or grown as the paper grew it (the cell joins once the loss of 500
+    sequences is within 1 % of the 500 before's; it then learns the lag after the join).  At the
+    paper's p = 100 grown, at alpha / 4 (softmax outputs lack the paper's f' <= 1/4; at alpha = 1
+    the join switches the cell off, see the README), within 3x the paper's 5,040 sequences."""
     net = {"bias": "none", "output_gate": False, "recurrent": False, "squashing": "logistic_identity"}
-    online = {"optimizer": "sgd", "momentum": 0.0, "lr": 1.0, "batch_size": 1, "grad_clip": None}
+    online = {"optimizer": "sgd", "momentum": 0.0, "lr": lr, "batch_size": 1, "grad_clip": None}
     config = TrainConfig(
         task="long_lag",
-        task_params={"p": 10, "variant": "2a"},
+        task_params={"p": p, "variant": "2a"},
         cell="lstm1997",
         hidden_size=1,
         cell_params={**net, "init_range": 0.2},
@@ -339,7 +344,7 @@ def test_the_experiment_2_net_learns_a_short_noise_free_lag_online(grown):
         readout_init_range=0.2,
         loss_reduction="sequence_sum",
         stopping="hochreiter1997",
-        max_sequences=16_000,
+        max_sequences=10_000 + within,
         eval_every=5000,
         eval_batch_size=256,
         cell_joins_at_plateau=500 if grown else None,
@@ -348,7 +353,7 @@ def test_the_experiment_2_net_learns_a_short_noise_free_lag_online(grown):
     result = train(config, progress=False)
     assert result.status == "solved"
     before_success = result.sequences_seen - 10_000  # sequences before the 10,000 right ones
-    assert before_success < 3_000
+    assert before_success < within
     assert result.final_metrics["error_rate"] == 0.0
     if grown:  # without the cell the last step is a coin flip: success comes after the join
         assert 1_000 <= result.cell_joined_step < before_success
