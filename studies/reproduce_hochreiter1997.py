@@ -52,19 +52,17 @@ success up to the start of that window, which is how the paper's counts read (2a
 5,040" with a 10,000-sequence criterion).  Experiment 3 stops on a test set of 256 sequences
 (ST2, ``stopping='eval'``).  The final test: 2,560 fresh sequences (256 for experiments 1 and 3).
 
-Budgets.  ``full`` must fit about 90 minutes on 2 cores, and the paper-sized nets learn one
-sequence at a time: about 6 ms per sequence of 100 steps on an idle core (the numpy loop of
-seqmem/cells/lstm1997.py), 30 ms at T = 500, 60 ms at T = 1000; the chunker 5-10 ms.  (Measured
-over a whole run, 2026-11-29: 120,000 sequences at T = 100 took 20 minutes, 10 ms each, on one core
-while the other trained; the estimate below may be low by as much.)  So every
-online run gets its experiment's budget (``Experiment.budget``: 120,000 sequences for adding
-T = 100, whose paper mean is 74,000; 65,000 for experiment 1; 5,000-40,000 elsewhere), the modern cells 80,000
-(``MODERN_BUDGET``), and the long ones are left far below the paper's counts: 3c (paper: 269,650),
-4 at T = 500 (209,000) and T = 1000 (853,000), 5 (482,000) and 6b (571,100) are reported as not
-reached within the budget.  Estimate for ``full`` (108 runs, 2 seeds), from those costs: the
-online runs' budgets add up to about 110 minutes of one core if no run stops early, the modern
-cells' to about 75 (their T = 100 runs that learn stop early; T = 500/1000 and the tanh RNN spend
-their budget): about 95 minutes on 2 cores, more on a busy machine.  ``paper`` is the unscaled
+Budgets.  ``full`` aims at about 90 minutes on 2 cores, and the paper-sized nets learn one
+sequence at a time: 7-20 ms per sequence of 100 steps (the numpy loop of
+seqmem/cells/lstm1997.py), 24 ms at T = 500, the chunker 18-26 ms (measured over whole runs of
+``full``, 2026-11-30, each core shared with a second sweep).  So every online run gets its
+experiment's budget (``Experiment.budget``: 120,000 sequences for adding T = 100, whose paper
+mean is 74,000; 65,000 for experiment 1; 5,000-40,000 elsewhere), the modern cells 80,000
+(``MODERN_BUDGET``), and the long ones are left far below the paper's counts: 4 at T = 500
+(209,000) and T = 1000 (853,000), 5 (482,000) and 6b (571,100) are reported as not reached within
+the budget.  Even so ``full`` misses its aim: its first 70 runs (experiments 1-3 and adding
+T = 100) took 206 core-minutes, and the other 38 need about 3 core-hours more by those costs: over
+3 hours on 2 cores.  ``paper`` is the unscaled
 protocol (10 seeds, the paper's budgets) for a cluster:
 ``python studies/reproduce_hochreiter1997.py --preset paper --executor dask --scheduler ADDR``.
 ``quick`` (about a minute): experiment 4 at T = 100, lstm_chrono against the tanh RNN.
