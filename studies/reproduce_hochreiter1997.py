@@ -127,8 +127,8 @@ CHUNKER = {
 @dataclass(frozen=True)
 class Experiment:
     """One experiment: its task, protocol and paper-sized net, the online nets' training budget
-    per preset (sequences; the modern cells get ``MODERN_BUDGET``), whether the chunker runs it,
-    and the models it runs in ``quick`` (none: not in ``quick``)."""
+    per preset (sequences), the modern cells' budget where it is not ``MODERN_BUDGET``, whether
+    the chunker runs it, and the models it runs in ``quick`` (none: not in ``quick``)."""
 
     key: str
     task: str
@@ -138,6 +138,7 @@ class Experiment:
     budget: dict
     chunker: bool = False
     quick: tuple[str, ...] = ()
+    modern_budget: dict | None = None
 
 
 STREAM = {"stopping": "hochreiter1997", "eval_batch_size": 2560}
@@ -202,11 +203,13 @@ EXPERIMENTS = [
             paper_net(4, 0.5 / 2, 0.1, block_size=2, input_gate_bias=[-3, -6]) | {"logistic_output": True},
             budget,
             quick=("lstm_chrono", "rnn") if length == 100 else (),
+            modern_budget=modern_budget,
         )
-        for length, budget in (
-            (100, {"full": 120_000, "paper": 2_000_000}),
-            (500, {"full": 10_000, "paper": 2_000_000}),
-            (1000, {"full": 5_000, "paper": 4_000_000}),
+        for length, budget, modern_budget in (
+            (100, {"full": 120_000, "paper": 2_000_000}, None),
+            (500, {"full": 10_000, "paper": 2_000_000}, None),
+            # 80,000 sequences of 1,000 steps would cost lstm_chrono about 90 minutes a run
+            (1000, {"full": 5_000, "paper": 4_000_000}, {"full": 20_000}),
         )
     ],
     Experiment(
@@ -238,10 +241,12 @@ def _presets(experiment: Experiment, models: list[str]) -> dict:
         run = [m for m in models if m in experiment.quick] if preset == "quick" else models
         if not run:
             continue
+        modern_budget = experiment.modern_budget or MODERN_BUDGET
+        modern = {"max_sequences": modern_budget.get(preset, MODERN_BUDGET[preset])}
         online = {"max_sequences": experiment.budget.get(preset, MODERN_BUDGET[preset])}
         overrides = {"lstm1997": {**experiment.net, **online}} if "lstm1997" in run else {}
         presets[preset] = {
-            "base": {"max_sequences": MODERN_BUDGET[preset]} | (online if run == ["chunker"] else {}),
+            "base": online if run == ["chunker"] else modern,
             "axes": {"seed": SEEDS[preset]} | ({} if run == ["chunker"] else {"cell": run}),
             "overrides": {"cell": overrides} if overrides else {},
         }
