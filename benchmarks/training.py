@@ -15,7 +15,9 @@ rounds), after a warm-up, and the medians compared:
 Rows: ``training_step`` (ours / reference step time, target <= 1.0, i.e. >= 1.0x the
 reference's throughput), ``fused_vs_unrolled`` (fused / unrolled step time), ``constrained_step``
 (the expRNN's and the uRNN's ``SequenceModel`` step over the tanh RNN's, all three by hand-written
-BPTT since torch has no kernel for them; targets 1.5 and 3) and ``flop_rate``
+BPTT since torch has no kernel for them; targets 1.5 and 3), ``urnn_factored_vs_unrolled`` (full
+mode only: at the paper's adding size, 512 complex units, the uRNN's factored fast path over its
+per-step unroll of ``recur``) and ``flop_rate``
 (ours_s = the step time, reference_s = the time the same FLOPs take at the measured matmul rate,
 ratio = the fraction of the matmul rate achieved).  ``ours_s``/``reference_s`` are medians; the
 ratio is the median of per-round ratios (both sides ran back to back), which cancels the slow
@@ -51,6 +53,7 @@ KERNEL = {
 # cells whose recurrent matrix stays orthogonal / unitary: step time over the tanh RNN's, at most
 CONSTRAINED = {"exprnn": 1.5, "urnn": 3.0}
 CONSTRAINED_SIZES = ((64, 100, 128), (32, 1000, 64))
+URNN_FACTORED_SIZE = (20, 100, 1024)  # Arjovsky et al.'s adding: batch 20, 512 complex units
 FLOP_TARGET_SIZE, FLOP_TARGET = (128, 200, 256), 0.5
 MATMUL_N = 2048
 COLUMNS = ["benchmark", "case", "ours_s", "reference_s", "ratio", "target", "meets_target", "note"]
@@ -182,12 +185,41 @@ def measure_constrained(size: tuple[int, int, int], repeats: int) -> list[dict[s
     return rows
 
 
+def measure_urnn_factored(size: tuple[int, int, int], repeats: int) -> dict[str, object]:
+    """The uRNN above ``DENSE_MAX_UNITS``: its fast path (the factors in the complex domain, built
+    once per batch) against the model's unroll of ``recur``, both ``SequenceModel`` steps, paired."""
+    batch_size, length, hidden = size
+    task = CopyTask(delay=length - 20)
+    batch = task.sample(batch_size, torch.Generator().manual_seed(0))
+    fns = {}
+    for name, fused in (("factored", True), ("unrolled", False)):
+        torch.manual_seed(0)
+        model = make_model("urnn", task, hidden)
+        model.fused = fused
+        fns[name] = training_step(model.parameters(), model, task, batch)
+    t = timings(fns, repeats)[1]
+    ratio = paired(t["factored"], t["unrolled"])
+    return {
+        "benchmark": "urnn_factored_vs_unrolled",
+        "case": f"urnn B={batch_size} L={length} H={hidden}",
+        "ours_s": statistics.median(t["factored"]),
+        "reference_s": statistics.median(t["unrolled"]),
+        "ratio": ratio,
+        "target": "<= 1.0",
+        "meets_target": ratio <= 1.0,
+        "note": f"the uRNN's fast path vs its own unroll loop; ratio = median of {repeats} paired rounds; "
+        f"{torch.get_num_threads()} threads",
+    }
+
+
 def run(quick: bool = False) -> pd.DataFrame:
     """Quick: 3 repeats, no unroll-loop comparison (well under a minute on 2 idle cores)."""
     repeats = 3 if quick else 7
     torch.set_flush_denormal(True)  # both sides run as train() runs them: subnormals flushed
     rows = [row for cell in TORCH_NN for size in SIZES for row in measure(cell, size, repeats, not quick)]
     rows += [row for size in CONSTRAINED_SIZES for row in measure_constrained(size, repeats)]
+    if not quick:
+        rows.append(measure_urnn_factored(URNN_FACTORED_SIZE, repeats))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

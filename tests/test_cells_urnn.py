@@ -119,28 +119,30 @@ def test_jacobian_products_change_norm_with_a_bias():
 
 
 def test_large_sizes_unroll_the_factors_on_a_cpu(monkeypatch):
-    # above DENSE_MAX_UNITS complex units the dense W costs more than the FFT factors: the model
-    # unrolls recur instead, and its outputs and gradients are those of the dense path
+    # above DENSE_MAX_UNITS complex units the dense W costs more than the FFT factors: the fast path
+    # unrolls the factors in the complex domain instead, and its hidden states and gradients are
+    # those of the dense path and of the plain recurrence (recur, unrolled by the model)
     task = CopyTask(delay=4, n_copy=2)
     batch = task.sample(3, torch.Generator().manual_seed(0))
     torch.manual_seed(0)
     model = make_model("urnn", task, 16).double()
+    with torch.no_grad():  # some units active, some not: both branches of modReLU
+        model.cell.modrelu_bias.uniform_(-0.5, 0.5)
     inputs = batch.inputs.double()
-    assert model.cell.fast_hidden_states(inputs, True) is not None
 
-    def loss_and_grads():
+    def states_and_grads(hidden):
         model.zero_grad()
-        loss = task.loss(model(inputs), batch)
-        loss.backward()
-        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+        task.loss(model.readout(hidden), batch).backward()
+        return hidden.detach(), [p.grad.clone() for p in model.parameters()]
 
-    dense_loss, dense_grads = loss_and_grads()
+    dense = states_and_grads(model.cell.fast_hidden_states(inputs, True))
+    plain = states_and_grads(torch.stack(model.unroll(inputs).h, dim=1))
     monkeypatch.setattr("seqmem.cells.urnn.DENSE_MAX_UNITS", 7)  # this cell has 8 complex units
-    assert model.cell.fast_hidden_states(inputs, True) is None
-    unrolled_loss, unrolled_grads = loss_and_grads()
-    torch.testing.assert_close(unrolled_loss, dense_loss, rtol=1e-12, atol=0)
-    for unrolled, dense_grad in zip(unrolled_grads, dense_grads, strict=True):
-        torch.testing.assert_close(unrolled, dense_grad, rtol=1e-9, atol=1e-12)
+    factored = states_and_grads(model.cell.fast_hidden_states(inputs, True))
+    for reference in (dense, plain):
+        torch.testing.assert_close(factored[0], reference[0], rtol=1e-12, atol=1e-14)
+        for got, expected in zip(factored[1], reference[1], strict=True):
+            torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-12)
 
 
 def test_trains_and_is_probed():

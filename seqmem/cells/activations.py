@@ -127,13 +127,27 @@ class _ComplexModReLU(Activation):
         """``x`` (..., 2N) as (..., 2, N): [..., 0, :] real parts, [..., 1, :] imaginary parts."""
         return x.unflatten(-1, (2, -1))
 
-    def __call__(self, pre: Tensor, bias: Tensor | None = None) -> Tensor:
-        square = self.halves(pre).square().sum(-2)
-        nonzero = square > 0
+    @classmethod
+    def to_complex(cls, x: Tensor) -> Tensor:
+        """``x`` (..., 2N) = (Re z, Im z) as the complex z (..., N)."""
+        return torch.complex(*cls.halves(x).unbind(-2))
+
+    @staticmethod
+    def to_real(z: Tensor) -> Tensor:
+        """The complex ``z`` (..., N) as (Re z, Im z) (..., 2N)."""
+        return torch.cat([z.real, z.imag], dim=-1)
+
+    @staticmethod
+    def on_complex(z: Tensor, bias: Tensor) -> Tensor:
+        """modReLU of the complex ``z`` (..., N), with autograd."""
+        modulus = z.abs()
+        nonzero = modulus > 0
         # the double where keeps the gradient finite at z = 0 (where h = 0 and so is dh/dz)
-        modulus = torch.sqrt(torch.where(nonzero, square, torch.ones_like(square)))
-        scale = torch.where(nonzero, torch.relu(modulus + bias) / modulus, torch.zeros_like(square))
-        return (self.halves(pre) * scale[..., None, :]).flatten(-2)
+        safe = torch.where(nonzero, modulus, torch.ones_like(modulus))
+        return z * torch.where(nonzero, torch.relu(safe + bias) / safe, torch.zeros_like(modulus))
+
+    def __call__(self, pre: Tensor, bias: Tensor | None = None) -> Tensor:
+        return self.to_real(self.on_complex(self.to_complex(pre), bias))
 
     def modulus(self, x: Tensor) -> Tensor:
         """|x| per complex unit (..., N), without autograd (hypot: a norm over the size-2 dim is

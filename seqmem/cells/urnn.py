@@ -15,9 +15,10 @@ from seqmem.cells.rnn import _RNNSequence
 __all__ = ["UnitaryRNNCell"]
 
 # Above this many complex units the dense fast path's O(N^2) matmuls cost more, on a CPU, than the
-# plain unroll through the O(N log N) factors: training steps at T = 100, batch 20, one core
-# (2026-11-29): 256 units dense 193 ms vs factored 336; 512 units dense 719 ms vs factored 434.
-DENSE_MAX_UNITS = 384
+# O(N log N) factors (``factored_hidden_states``): training steps at T = 100, batch 20, one core,
+# paired medians (2026-11-30, while two sweeps shared the 2 cores): 256 units dense 0.30 s vs
+# factored 0.30, 384 units 0.65 vs 0.43, 512 units 1.12 vs 0.53.
+DENSE_MAX_UNITS = 256
 
 
 class UnitaryRNNCell(RecurrentCell):
@@ -81,18 +82,29 @@ class UnitaryRNNCell(RecurrentCell):
     def orthogonal_parameters(self) -> list[nn.Parameter]:
         return [self.phases, self.reflections]
 
-    def _reflect(self, z: Tensor, k: int) -> Tensor:
-        """R_k z for rows z (B, N): z - 2 (v^* z) v / ||v||^2."""
-        v = torch.complex(*self.reflections[k].unflatten(-1, (2, -1)))
-        return z - (2 / v.abs().square().sum()) * (z @ v.conj())[:, None] * v
+    def factors(self) -> tuple[Tensor, ...]:
+        """W's parameters in the form ``apply_unitary`` reads, each (N,) complex: the diagonals
+        exp(i theta_k), k = 1..3, then per reflection the conjugate v_k^* and 2 v_k / ||v_k||^2
+        (unbound once here: indexing them at every step would cost a backward of its own)."""
+        diagonals = torch.polar(torch.ones_like(self.phases), self.phases)
+        vectors = torch.complex(*self.reflections.unflatten(-1, (2, -1)).unbind(-2))
+        scaled = vectors * (2 / vectors.abs().square().sum(-1, keepdim=True))
+        conjugates = vectors.conj().resolve_conj()
+        return (*diagonals.unbind(0), *conjugates.unbind(0), *scaled.unbind(0))
+
+    def apply_unitary(self, z: Tensor, factors: tuple[Tensor, ...]) -> Tensor:
+        """W z for complex rows z (B, N), in O(N log N) per row, with autograd; R_k z =
+        z - 2 (v_k^* z) v_k / ||v_k||^2."""
+        d1, d2, d3, conjugate1, conjugate2, scaled1, scaled2 = factors
+        z = torch.fft.fft(z * d1, norm="ortho")
+        z = (z - (z @ conjugate1)[:, None] * scaled1)[:, self.permutation] * d2
+        z = torch.fft.ifft(z, norm="ortho")
+        return (z - (z @ conjugate2)[:, None] * scaled2) * d3
 
     def unitary(self, state: Tensor) -> Tensor:
-        """W h for real states (B, 2N) = (Re h, Im h), in O(N log N) per row, with autograd."""
-        diagonals = torch.polar(torch.ones_like(self.phases), self.phases)
-        z = torch.complex(*state.unflatten(-1, (2, -1)).unbind(-2)) * diagonals[0]
-        z = self._reflect(torch.fft.fft(z, norm="ortho"), 0)[:, self.permutation] * diagonals[1]
-        z = self._reflect(torch.fft.ifft(z, norm="ortho"), 1) * diagonals[2]
-        return torch.cat([z.real, z.imag], dim=-1)
+        """W h for real states (B, 2N) = (Re h, Im h)."""
+        z = self.apply_unitary(COMPLEX_MODRELU.to_complex(state), self.factors())
+        return COMPLEX_MODRELU.to_real(z)
 
     @property
     def weight_hh(self) -> Tensor:
@@ -124,11 +136,25 @@ class UnitaryRNNCell(RecurrentCell):
     def fast_hidden_states(self, inputs: Tensor, training: bool) -> Tensor | None:
         """``_RNNSequence`` with W's dense real form, built once per call from the factors (N FFTs).
         On a CPU one ``addmm`` per step beats the ~10 kernel launches of the factored product up to
-        ``DENSE_MAX_UNITS`` complex units; above that (the paper's 512 on adding) None: the model
-        unrolls ``recur``, O(N log N) per step.  The gradient for W flows on to the factors by
-        autograd."""
+        ``DENSE_MAX_UNITS`` complex units; above that (the paper's 512 on adding) the factored
+        recurrence in the complex domain, O(N log N) per step, with W's factors built once per call
+        (``factored_hidden_states``).  The gradient for W flows on to the factors by autograd."""
         if inputs.device.type == "cpu" and self.complex_units > DENSE_MAX_UNITS:
-            return None
+            return self.factored_hidden_states(inputs)
         projected = self.project_input(inputs).transpose(0, 1).contiguous()
         hidden = _RNNSequence.apply(projected, self.weight_hh, COMPLEX_MODRELU, self.modrelu_bias)
         return hidden.transpose(0, 1)
+
+    def factored_hidden_states(self, inputs: Tensor) -> Tensor:
+        """The hidden states (B, L, 2N) of ``recur`` unrolled with autograd, but with the state kept
+        complex (no conversion to and from (Re h, Im h) at each step) and W's factors built once
+        instead of at every step: at 512 complex units a training step takes 0.63 x the time of
+        unrolling ``recur`` (``benchmarks.training``)."""
+        projected = COMPLEX_MODRELU.to_complex(self.project_input(inputs))
+        factors = self.factors()
+        state = projected.new_zeros(projected.shape[0], self.complex_units)
+        states = []
+        for x_proj in projected.unbind(dim=1):
+            state = COMPLEX_MODRELU.on_complex(x_proj + self.apply_unitary(state, factors), self.modrelu_bias)
+            states.append(state)
+        return COMPLEX_MODRELU.to_real(torch.stack(states, dim=1))
