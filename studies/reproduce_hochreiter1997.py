@@ -208,7 +208,8 @@ EXPERIMENTS = [
         for length, budget, modern_budget in (
             (100, {"full": 120_000, "paper": 2_000_000}, None),
             (500, {"full": 10_000, "paper": 2_000_000}, None),
-            # 80,000 sequences of 1,000 steps would cost lstm_chrono about 90 minutes a run
+            # the modern cells' 20,000 sequences of 1,000 steps took 2-10 min a run (2026-11-30):
+            # their usual 80,000 would add about 100 core-minutes to full
             (1000, {"full": 5_000, "paper": 4_000_000}, {"full": 20_000}),
         )
     ],

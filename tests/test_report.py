@@ -375,6 +375,13 @@ def test_unknown_preset_gets_a_stable_colour_outside_the_palette():
     assert cell_color("my_cell") not in PALETTE.values()
 
 
+def test_a_chunker_is_named_and_coloured_as_its_model_not_its_levels_cell():
+    runs = pd.DataFrame({"cell": ["rnn", "rnn", "gru"], "model": ["sequence", "chunker", None]})
+    assert list(conditions.model_labels(runs)) == ["rnn", "chunker(rnn)", "gru"]
+    assert list(conditions.model_labels(runs.drop(columns="model"))) == ["rnn", "rnn", "gru"]
+    assert cell_color("chunker(rnn)") == cell_color("chunker(gru)") not in PALETTE.values()
+
+
 def test_figures_leave_global_rcparams_untouched(frames):
     before = dict(mpl.rcParams)
     gradient_figures.gradient_decay(frames.analysis)
@@ -432,6 +439,31 @@ def test_condition_labels_leave_out_settings_that_follow_from_another():
         "adding, length=30, max_steps=6000",
         "adding, length=120, max_steps=1500",
         "adding, length=120, max_steps=6000",
+    ]
+
+
+def test_condition_labels_leave_out_settings_that_follow_from_the_cell_and_a_named_one():
+    # the Hochreiter study's temporal order: the 1997 net's cell_params (a dict) differ per number
+    # of markers, the other cells' are empty: set by the cell and the task parameter together
+    runs = make_frames(cells=("rnn", "lstm")).runs
+    biases = {30: [-2, -4], 120: [-2, -4, -6]}
+    per_pair = runs.assign(
+        cell_params=[
+            {"input_gate_bias": biases[length]} if cell == "lstm" else {}
+            for cell, length in zip(runs["cell"], runs["length"], strict=True)
+        ]
+    )
+    assert list(conditions.condition_labels(per_pair).cat.categories) == [
+        "adding, length=30",
+        "adding, length=120",
+    ]
+    # varied on its own, a dict-valued setting is named, and its runs sort by it
+    swept = runs.assign(cell_params=[{"init_range": 0.1 if seed else 0.2} for seed in runs["seed"]])
+    assert list(conditions.condition_labels(swept).cat.categories) == [
+        "adding, length=30, cell_params={'init_range': 0.1}",
+        "adding, length=30, cell_params={'init_range': 0.2}",
+        "adding, length=120, cell_params={'init_range': 0.1}",
+        "adding, length=120, cell_params={'init_range': 0.2}",
     ]
 
 

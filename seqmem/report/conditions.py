@@ -24,6 +24,7 @@ __all__ = [
     "config_columns",
     "difficulty_column",
     "format_value",
+    "model_labels",
 ]
 
 # Columns of the runs frame that describe a run's outcome, not its configuration.
@@ -38,13 +39,23 @@ _OUTCOME_COLUMNS = {
     "error",
     "traceback",
 }
-# Cells are the hue of every figure and seeds are replicates: neither defines a condition.
-_NOT_CONDITIONS = {"cell", "seed", "device"}
+# Cells (with their model: ``model_labels``) are the hue of every figure and seeds are
+# replicates: neither defines a condition.
+_NOT_CONDITIONS = {"cell", "model", "seed", "device"}
 # TrainConfig's fields: when one of these varies it is a condition, but never the task's difficulty.
 # (task_params is no column: load_study spreads it into one column per task parameter.)
 _TRAIN_FIELDS = frozenset(field.name for field in dataclasses.fields(TrainConfig)) - {"task_params"}
 # Task parameters counted in steps, preferred as the difficulty when they vary.
 STEP_PARAMETERS = ("delay", "length")
+
+
+def model_labels(frame: pd.DataFrame) -> pd.Series:
+    """Per row, the cell, or ``<model>(<cell>)`` for a run of another model than ``SequenceModel``
+    (the chunker's ``chunker(rnn)``): what figures colour by and tables name."""
+    if "model" not in frame:
+        return frame["cell"]
+    model = frame["model"].fillna("sequence").astype(str)
+    return frame["cell"].where(model == "sequence", model + "(" + frame["cell"].astype(str) + ")")
 
 
 def _varying(frame: pd.DataFrame, column: str) -> bool:
@@ -62,27 +73,34 @@ def _condition_columns(runs: pd.DataFrame) -> list[str]:
     return [c for c in config_columns(runs) if c not in _NOT_CONDITIONS and _varying(runs, c)]
 
 
-def _set_by(runs: pd.DataFrame, column: str, key: str) -> bool:
-    """Whether ``column`` holds one value per value of ``key`` (a per-value override, such as
-    Arjovsky et al.'s hidden sizes per cell or a shorter budget per long delay): it follows from
-    ``key``, so it names no condition of its own."""
-    if key not in runs or not _varying(runs, key):
+def _set_by(runs: pd.DataFrame, column: str, keys: Sequence[str]) -> bool:
+    """Whether ``column`` holds one value per combination of the ``keys`` that vary (a per-value
+    override, such as Arjovsky et al.'s hidden sizes per cell, a shorter budget per long delay, or
+    the 1997 net's gate biases per cell and number of markers): it follows from them, so it names
+    no condition of its own."""
+    keys = [key for key in keys if key in runs and _varying(runs, key)]
+    if not keys:
         return False
-    per_key = runs.groupby(runs[key].map(repr), sort=False)[column].agg(lambda v: v.map(repr).nunique())
-    return bool((per_key == 1).all())
+    per_key = runs.groupby([runs[key].map(repr) for key in keys], sort=False)[column]
+    return bool((per_key.agg(lambda v: v.map(repr).nunique()) == 1).all())
 
 
 def _label_columns(runs: pd.DataFrame, exclude: Sequence[str]) -> list[str]:
     """The settings that name a condition within one task's runs: those that vary, task
-    parameters before training settings, each left out when it follows from the cell or from a
-    setting already named."""
+    parameters before training settings, each left out when it follows from the cell together
+    with the settings already named."""
     candidates = [c for c in _condition_columns(runs) if c != "task" and c not in exclude]
     candidates.sort(key=lambda c: c in _TRAIN_FIELDS)  # stable: the task's own parameters first
     named: list[str] = []
     for column in candidates:
-        if not any(_set_by(runs, column, key) for key in ("cell", *named)):
+        if not _set_by(runs, column, ("cell", *named)):
             named.append(column)
     return named
+
+
+def _sort_key(values: pd.Series) -> pd.Series:
+    """Values as ``sort_values`` can order them: lists and dicts (cell_params) by their repr."""
+    return values.map(repr) if values.map(lambda v: isinstance(v, (dict, list))).any() else values
 
 
 def difficulty_column(runs: pd.DataFrame) -> str | None:
@@ -118,7 +136,7 @@ def condition_labels(runs: pd.DataFrame, exclude: Sequence[str] = ()) -> pd.Seri
     labels = []
     for task, group in groups:
         columns = _label_columns(group, exclude)
-        group = group.sort_values(columns, kind="stable") if columns else group
+        group = group.sort_values(columns, kind="stable", key=_sort_key) if columns else group
         label = pd.Series(str(task), index=group.index)
         for column in columns:
             label = label + f", {column}=" + group[column].map(format_value)

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 
 from seqmem.analysis.scheme import upgrade_probe_rows
 from seqmem.io import atomic_write
-from seqmem.report.conditions import add_conditions, config_columns, format_value
+from seqmem.report.conditions import add_conditions, config_columns, format_value, model_labels
 from seqmem.report.fit_figures import decay_fits, memory_horizon
 from seqmem.report.gradient_figures import (
     connectivity_heatmap,
@@ -325,9 +325,13 @@ def write_report(frames: StudyFramesLike, study_info: dict[str, Any], out_dir: s
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs = _frame(frames, "runs")
-    metrics = add_conditions(_frame(frames, "metrics"), runs)
-    analysis = add_conditions(upgrade_probe_rows(_frame(frames, "analysis")), runs)
+    # a chunker's runs are coloured and named as their model, not as their levels' cell
+    runs, metrics, analysis = (
+        frame.assign(cell=model_labels(frame)) if "cell" in frame else frame
+        for frame in (_frame(frames, "runs"), _frame(frames, "metrics"), _frame(frames, "analysis"))
+    )
+    metrics = add_conditions(metrics, runs)
+    analysis = add_conditions(upgrade_probe_rows(analysis), runs)
     runs = add_conditions(runs, runs)
     fits = _fits_or_none(analysis)
     name = str(study_info.get("name", out_dir.parent.name))

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from seqmem.config import hochreiter_rule
+from seqmem.report.conditions import model_labels
 from seqmem.report.tables import html_table
 
 __all__ = [
@@ -129,12 +130,6 @@ def _row_t(row: pd.Series) -> float:
     return float(row[name]) if name is not None and name in row and pd.notna(row[name]) else math.nan
 
 
-def _model_name(row: pd.Series) -> str:
-    """The cell, or ``chunker(<cell>)`` for a run of the two-level chunker."""
-    model = row["model"] if "model" in row and pd.notna(row["model"]) else "sequence"
-    return f"{model}({row['cell']})" if model != "sequence" else row["cell"]
-
-
 def _sequences_to_success(row: pd.Series) -> float:
     """Sequences seen, less the stream rule's window of successive right ones where it stopped the run."""
     stream = "stopping" in row and row["stopping"] == "hochreiter1997"
@@ -177,7 +172,7 @@ def hochreiter_table(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     runs["T"] = [_row_t(r) for _, r in runs.iterrows()]
     runs["to_success"] = [_sequences_to_success(r) for _, r in runs.iterrows()]
-    runs["model_name"] = [_model_name(r) for _, r in runs.iterrows()]
+    runs["model_name"] = model_labels(runs)
     rows = []
     for (experiment, T, model), group in runs.groupby(
         ["experiment", "T", "model_name"], sort=False, dropna=False

@@ -50,8 +50,9 @@ PALETTE: dict[str, str] = {
     "gru": "#009E73",  # bluish green
     "exprnn": "#B2182B",  # deep red: stays orthogonal while training
     "urnn": "#661100",  # dark brown-red: stays unitary
-    "lstm1997": "#44AA99",  # teal: the 1997 LSTM as the paper built it (blocks, truncated gradient)
+    "lstm1997": "#6A3D9A",  # purple: the 1997 LSTM as the paper built it (blocks, truncated gradient)
 }
+CHUNKER_COLOR = "#999933"  # olive: Schmidhuber's chunker, ``chunker(<cell>)`` whatever its levels' cell
 # Presets invented after this file: neutral greys, still distinct from each other.
 _EXTRA_COLORS = ("#555555", "#999999", "#222222", "#BBBBBB")
 PHASE_LABELS: dict[str, str] = {
@@ -84,6 +85,8 @@ def cell_color(cell: str) -> str:
     """The fixed colour of a cell preset (hex)."""
     if cell in PALETTE:
         return PALETTE[cell]
+    if cell.startswith("chunker("):
+        return CHUNKER_COLOR
     # Stable across runs (not hash(), which is salted per process).
     return _EXTRA_COLORS[sum(map(ord, cell)) % len(_EXTRA_COLORS)]
 
