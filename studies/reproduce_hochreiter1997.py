@@ -54,16 +54,15 @@ success up to the start of that window, which is how the paper's counts read (2a
 
 Budgets.  ``full`` aims at about 90 minutes on 2 cores, and the paper-sized nets learn one
 sequence at a time: 7-20 ms per sequence of 100 steps (the numpy loop of
-seqmem/cells/lstm1997.py), 24 ms at T = 500, the chunker 18-26 ms (measured over whole runs of
-``full``, 2026-11-30, each core shared with a second sweep).  So every online run gets its
-experiment's budget (``Experiment.budget``: 120,000 sequences for adding T = 100, whose paper
-mean is 74,000; 65,000 for experiment 1; 5,000-40,000 elsewhere), the modern cells 80,000
-(``MODERN_BUDGET``), and the long ones are left far below the paper's counts: 4 at T = 500
-(209,000) and T = 1000 (853,000), 5 (482,000) and 6b (571,100) are reported as not reached within
-the budget.  Even so ``full`` misses its aim: its first 70 runs (experiments 1-3 and adding
-T = 100) took 206 core-minutes, and the other 38 need about 3 core-hours more by those costs: over
-3 hours on 2 cores.  ``paper`` is the unscaled
-protocol (10 seeds, the paper's budgets) for a cluster:
+seqmem/cells/lstm1997.py), 23-24 ms at T = 500, 66 ms at T = 1000, the chunker 18-26 ms (measured
+over whole runs of ``full``, 2026-11-30, each core shared with a second sweep).  So every online
+run gets its experiment's budget (``Experiment.budget``: 120,000 sequences for adding T = 100,
+whose paper mean is 74,000; 65,000 for experiment 1; 5,000-40,000 elsewhere), the modern cells
+80,000 (``MODERN_BUDGET``; 20,000 at T = 1000, ``Experiment.modern_budget``), and the long ones
+are left far below the paper's counts: 4 at T = 500 (209,000) and T = 1000 (853,000), 5 (482,000)
+and 6b (571,100); a run that does not succeed within its budget is reported as not reached.  Even
+so ``full`` misses its aim: its 108 runs took 373 core-minutes, about 3.1 hours on 2 cores.
+``paper`` is the unscaled protocol (10 seeds, the paper's budgets) for a cluster:
 ``python studies/reproduce_hochreiter1997.py --preset paper --executor dask --scheduler ADDR``.
 ``quick`` (about a minute): experiment 4 at T = 100, lstm_chrono against the tanh RNN.
 
