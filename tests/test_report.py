@@ -457,6 +457,8 @@ def test_condition_labels_leave_out_settings_that_follow_from_the_cell_and_a_nam
         "adding, length=30",
         "adding, length=120",
     ]
+    # plotted against the length (success_vs_difficulty), they name no panel of their own
+    assert list(conditions.condition_labels(per_pair, exclude=["length"]).cat.categories) == ["adding"]
     # varied on its own, a dict-valued setting is named, and its runs sort by it
     swept = runs.assign(cell_params=[{"init_range": 0.1 if seed else 0.2} for seed in runs["seed"]])
     assert list(conditions.condition_labels(swept).cat.categories) == [

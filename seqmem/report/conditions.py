@@ -88,12 +88,13 @@ def _set_by(runs: pd.DataFrame, column: str, keys: Sequence[str]) -> bool:
 def _label_columns(runs: pd.DataFrame, exclude: Sequence[str]) -> list[str]:
     """The settings that name a condition within one task's runs: those that vary, task
     parameters before training settings, each left out when it follows from the cell together
-    with the settings already named."""
+    with the settings already named or ``exclude``d (a figure's x axis, say: a budget set per
+    length is no condition of a plot against length)."""
     candidates = [c for c in _condition_columns(runs) if c != "task" and c not in exclude]
     candidates.sort(key=lambda c: c in _TRAIN_FIELDS)  # stable: the task's own parameters first
     named: list[str] = []
     for column in candidates:
-        if not _set_by(runs, column, ("cell", *named)):
+        if not _set_by(runs, column, ("cell", *exclude, *named)):
             named.append(column)
     return named
 
