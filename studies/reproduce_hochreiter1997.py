@@ -241,8 +241,7 @@ def _presets(experiment: Experiment, models: list[str]) -> dict:
         run = [m for m in models if m in experiment.quick] if preset == "quick" else models
         if not run:
             continue
-        modern_budget = experiment.modern_budget or MODERN_BUDGET
-        modern = {"max_sequences": modern_budget.get(preset, MODERN_BUDGET[preset])}
+        modern = {"max_sequences": (experiment.modern_budget or {}).get(preset, MODERN_BUDGET[preset])}
         online = {"max_sequences": experiment.budget.get(preset, MODERN_BUDGET[preset])}
         overrides = {"lstm1997": {**experiment.net, **online}} if "lstm1997" in run else {}
         presets[preset] = {
