@@ -677,6 +677,18 @@ def test_success_vs_difficulty_solve_rates_exclude_failed_runs(success_fig):
     assert len({tuple(line_of(top, cell).get_xdata()) for cell in CELLS}) == len(CELLS)
 
 
+def test_success_vs_difficulty_legend_names_only_the_cells_drawn(frames):
+    # a cell that ran only a task of fixed difficulty has no line, so no legend entry either
+    fixed = frames.runs[frames.runs["cell"] == "gru"].assign(
+        cell="lstm_chrono", task="copy", run_id=lambda r: r["run_id"] + "-copy", length=30
+    )
+    fig = training_figures.success_vs_difficulty(pd.concat([frames.runs, fixed], ignore_index=True))
+    (legend,) = fig.legends
+    entries = [t.get_text() for t in legend.get_texts()]
+    assert entries == [*CELLS, "memoryless baseline"]
+    assert len(data_axes(fig)) == 2  # the copy runs drew no panel
+
+
 def test_success_vs_difficulty_needs_a_varying_parameter(frames):
     assert training_figures.success_vs_difficulty(frames.runs[frames.runs["length"] == 30]) is None
 

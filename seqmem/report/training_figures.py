@@ -118,7 +118,8 @@ def success_vs_difficulty(runs: pd.DataFrame) -> Figure | None:
     if not facets:
         return None
     has_ratio = "final_loss_ratio" in done and (done["final_loss_ratio"].to_numpy(float) > 0).any()
-    cells = cell_order(done["cell"])
+    # only the cells drawn: a cell that ran only tasks of fixed difficulty gets no legend entry
+    cells = cell_order(pd.concat([rows["cell"] for _, _, rows in facets]))
     # Cells share x positions: a small dodge keeps lines at 0 or 1 from hiding each other.
     dodge = 0.16 if len(cells) > 1 else False
     fig, axes = new_figure(
