@@ -17,7 +17,9 @@ reference's throughput), ``fused_vs_unrolled`` (fused / unrolled step time), ``c
 (the expRNN's and the uRNN's ``SequenceModel`` step over the tanh RNN's, all three by hand-written
 BPTT since torch has no kernel for them; targets 1.5 and 3), ``urnn_factored_vs_unrolled`` (full
 mode only: at the paper's adding size, 512 complex units, the uRNN's factored fast path over its
-per-step unroll of ``recur``) and ``flop_rate``
+per-step unroll of ``recur``), ``lstm1997_compiled_vs_unrolled`` (an online step of the 1997 LSTM
+as experiment 4 trains it, one sequence: its compiled truncated-gradient path over the model's
+autograd unroll of ``recur``) and ``flop_rate``
 (ours_s = the step time, reference_s = the time the same FLOPs take at the measured matmul rate,
 ratio = the fraction of the matmul rate achieved).  ``ours_s``/``reference_s`` are medians; the
 ratio is the median of per-round ratios (both sides ran back to back), which cancels the slow
@@ -39,7 +41,7 @@ import torch
 
 from benchmarks import timings
 from seqmem.model import make_model
-from tasks import CopyTask, Task
+from tasks import AddingTask, CopyTask, Task
 
 SIZES = ((64, 100, 128), (128, 200, 256), (32, 1000, 64))  # (batch, length, hidden)
 TORCH_NN = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}
@@ -54,6 +56,8 @@ KERNEL = {
 CONSTRAINED = {"exprnn": 1.5, "urnn": 3.0}
 CONSTRAINED_SIZES = ((64, 100, 128), (32, 1000, 64))
 URNN_FACTORED_SIZE = (20, 100, 1024)  # Arjovsky et al.'s adding: batch 20, 512 complex units
+# Hochreiter & Schmidhuber's experiment 4 net: 2 blocks of 2 cells, one sequence per update
+LSTM1997_NET = {"block_size": 2, "input_gate_bias": (-3.0, -6.0)}
 FLOP_TARGET_SIZE, FLOP_TARGET = (128, 200, 256), 0.5
 MATMUL_N = 2048
 COLUMNS = ["benchmark", "case", "ours_s", "reference_s", "ratio", "target", "meets_target", "note"]
@@ -212,6 +216,32 @@ def measure_urnn_factored(size: tuple[int, int, int], repeats: int) -> dict[str,
     }
 
 
+def measure_lstm1997_online(length: int, repeats: int) -> dict[str, object]:
+    """One online step of the 1997 LSTM (batch 1, experiment 4's net and task): its compiled
+    truncated-gradient path against the model's autograd unroll of ``recur``, paired."""
+    task = AddingTask(length=length, variant="hochreiter1997")
+    batch = task.sample(1, torch.Generator().manual_seed(0))
+    fns = {}
+    for name, fused in (("compiled", True), ("unrolled", False)):
+        torch.manual_seed(0)
+        model = make_model("lstm1997", task, 4, cell_params=LSTM1997_NET, logistic_output=True)
+        model.fused = fused
+        fns[name] = training_step(model.parameters(), model, task, batch)
+    t = timings(fns, repeats)[1]
+    ratio = paired(t["compiled"], t["unrolled"])
+    return {
+        "benchmark": "lstm1997_compiled_vs_unrolled",
+        "case": f"lstm1997 B=1 L={batch.inputs.shape[1]} H=4",
+        "ours_s": statistics.median(t["compiled"]),
+        "reference_s": statistics.median(t["unrolled"]),
+        "ratio": ratio,
+        "target": "<= 1.0",
+        "meets_target": ratio <= 1.0,
+        "note": f"an online step (one sequence) vs the model's unroll loop; ratio = median of {repeats} "
+        f"paired rounds; {torch.get_num_threads()} threads",
+    }
+
+
 def run(quick: bool = False) -> pd.DataFrame:
     """Quick: 3 repeats, no unroll-loop comparison (well under a minute on 2 idle cores)."""
     repeats = 3 if quick else 7
@@ -220,6 +250,7 @@ def run(quick: bool = False) -> pd.DataFrame:
     rows += [row for size in CONSTRAINED_SIZES for row in measure_constrained(size, repeats)]
     if not quick:
         rows.append(measure_urnn_factored(URNN_FACTORED_SIZE, repeats))
+    rows.append(measure_lstm1997_online(100, repeats))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -44,12 +44,15 @@ emit at different times (section 4, "abuse problem"; Table 10); None draws them 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from seqmem.cells.base import RecurrentCell, State
 from tasks.base import check_choice, check_int
@@ -65,22 +68,9 @@ def _squash_input(x: Tensor, squashing: str) -> Tensor:
     return 2 * torch.tanh(0.5 * x) if squashing == "centered" else torch.sigmoid(x)
 
 
-def _squash_input_slope(x: Tensor, squashing: str) -> Tensor:
-    """g'(x)."""
-    if squashing == "centered":
-        return 1 - torch.tanh(0.5 * x).square()
-    y = torch.sigmoid(x)
-    return y * (1 - y)
-
-
 def _squash_state(s: Tensor, squashing: str) -> Tensor:
     """h: tanh(s / 2) = 2 sigmoid(s) - 1, or the identity."""
     return torch.tanh(0.5 * s) if squashing == "centered" else s
-
-
-def _squash_state_slope(s: Tensor, squashing: str) -> Tensor:
-    """h'(s)."""
-    return 0.5 * (1 - torch.tanh(0.5 * s).square()) if squashing == "centered" else torch.ones_like(s)
 
 
 class LSTM1997Cell(RecurrentCell):
@@ -235,98 +225,153 @@ class LSTM1997Cell(RecurrentCell):
         )
 
 
-def _recurrent_forward(
-    cell: LSTM1997Cell, projected: np.ndarray, weight_hh: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The recurrence step by step in numpy: every step's net inputs (B, L, R), carousels s(t)
-    (B, L, H) and recurrent sources y(t-1) (B, L, source_size).
+def _forward_steps(
+    projected: np.ndarray,
+    weight_hh: np.ndarray,
+    net: np.ndarray,
+    carousel: np.ndarray,
+    activations: np.ndarray,
+    n_in: int,
+    hidden: int,
+    n_out: int,
+    block_size: int,
+    centered: bool,
+) -> None:
+    """The recurrence, step by step (compiled by ``_compiled``).  Time-major
+    arrays: reads ``projected`` (L, B, R), the inputs' share of the net inputs, and ``weight_hh``
+    (R, S; S = 0 without recurrent weights); writes every step's net inputs ``net``
+    (L, B, R), carousels ``carousel`` (L, B, H) and unit activations ``activations`` (L + 1, B, R),
+    whose row t + 1 holds step t's (gates f(net), cells y_v = y_out_j h(s_v)) and row 0 stays zero,
+    so that row t is y(t - 1), the recurrent sources of step t."""
+    length, batch, rows = projected.shape
+    n_sources = weight_hh.shape[1]
+    for t in range(length):  # time outermost: every step reads and writes contiguous rows
+        for b in range(batch):
+            for r in range(rows):
+                total = projected[t, b, r]
+                for u in range(n_sources):
+                    total += activations[t, b, u] * weight_hh[r, u]
+                net[t, b, r] = total
+            for r in range(rows):  # the gates; f(x) = (1 + tanh(x / 2)) / 2 cannot overflow
+                if r < n_in or r >= n_in + hidden:
+                    activations[t + 1, b, r] = 0.5 + 0.5 * math.tanh(0.5 * net[t, b, r])
+            for v in range(hidden):
+                block = v // block_size
+                x = net[t, b, n_in + v]
+                squashed = 2.0 * math.tanh(0.5 * x) if centered else 0.5 + 0.5 * math.tanh(0.5 * x)
+                state = (carousel[t - 1, b, v] if t > 0 else 0.0) + activations[t + 1, b, block] * squashed
+                carousel[t, b, v] = state
+                emitted = math.tanh(0.5 * state) if centered else state
+                if n_out:
+                    emitted *= activations[t + 1, b, n_in + hidden + block]
+                activations[t + 1, b, n_in + v] = emitted
 
-    numpy, not torch: a step of these small nets is ~12 operations on arrays of a few dozen
-    numbers, and torch's dispatch per operation costs several times numpy's (5x measured on the
-    2-core CPU), so with torch this loop would be the whole cost of online learning."""
-    batch, length, _ = projected.shape
-    n_in, hidden, n_out = cell.unit_sizes
-    centered = cell.squashing == "centered"
-    cells = slice(n_in, n_in + hidden)
-    gate_in = np.arange(hidden) // cell.block_size  # each cell's input gate column
-    gate_out = n_in + hidden + gate_in
-    # time-major buffers, so each step reads and writes contiguous rows
-    projected = np.ascontiguousarray(projected.transpose(1, 0, 2))
-    net = np.empty_like(projected)
-    carousel = np.empty((length, batch, hidden), projected.dtype)
-    sources = np.zeros((length + 1, batch, projected.shape[-1]), projected.dtype)
-    transposed = np.ascontiguousarray(weight_hh.T)
-    state = np.zeros((batch, hidden), projected.dtype)
-    for t in range(length):
-        step = np.dot(sources[t], transposed, out=net[t])
-        step += projected[t]
-        half = np.tanh(0.5 * step)
-        active = sources[t + 1]  # the units' activations: gates now, cell outputs below
-        np.multiply(half, 0.5, out=active)
-        active += 0.5  # f(x) = (1 + tanh(x / 2)) / 2, which cannot overflow
-        squashed = 2 * half[:, cells] if centered else active[:, cells]
-        state = carousel[t] = state + active[:, gate_in] * squashed
-        emitted = np.tanh(0.5 * state) if centered else state
-        active[:, cells] = emitted * active[:, gate_out] if n_out else emitted
-    return tuple(a.transpose(1, 0, 2) for a in (net, carousel, sources[:-1]))
+
+def _backward_steps(
+    grad_y: np.ndarray,
+    net: np.ndarray,
+    carousel: np.ndarray,
+    activations: np.ndarray,
+    grad_net: np.ndarray,
+    grad_weight: np.ndarray,
+    n_in: int,
+    hidden: int,
+    n_out: int,
+    block_size: int,
+    centered: bool,
+) -> None:
+    """The truncated gradient (``_TruncatedSequence``'s equations), from the last step back
+    (compiled by ``_compiled``).  Reads dL/dy ``grad_y`` (L, B, H) and the forward's arrays;
+    writes dL/dnet ``grad_net`` (L, B, R, zeros on entry) and adds dL/dW_hh to ``grad_weight``
+    (R, S, zeros on entry)."""
+    length, batch, rows = net.shape
+    n_sources = grad_weight.shape[1]
+    delta = np.zeros((batch, hidden), dtype=np.float64)  # the carousel's error, summed from the end back
+    for t in range(length - 1, -1, -1):
+        for b in range(batch):
+            for v in range(hidden):
+                block = v // block_size
+                gate_out = activations[t + 1, b, n_in + hidden + block] if n_out else 1.0
+                state = carousel[t, b, v]
+                emitted = math.tanh(0.5 * state) if centered else state
+                slope = 0.5 * (1.0 - emitted * emitted) if centered else 1.0
+                delta[b, v] += grad_y[t, b, v] * gate_out * slope
+                if n_out:
+                    grad_net[t, b, n_in + hidden + block] += grad_y[t, b, v] * emitted
+                x = net[t, b, n_in + v]
+                if centered:
+                    half = math.tanh(0.5 * x)
+                    squashed, squashed_slope = 2.0 * half, 1.0 - half * half
+                else:
+                    squashed = 0.5 + 0.5 * math.tanh(0.5 * x)
+                    squashed_slope = squashed * (1.0 - squashed)
+                grad_net[t, b, n_in + v] = delta[b, v] * activations[t + 1, b, block] * squashed_slope
+                grad_net[t, b, block] += delta[b, v] * squashed
+            for r in range(rows):  # the gates' f'(net) = f (1 - f)
+                if r < n_in or r >= n_in + hidden:
+                    gate = activations[t + 1, b, r]
+                    grad_net[t, b, r] *= gate * (1.0 - gate)
+            for r in range(rows):
+                for u in range(n_sources):
+                    grad_weight[r, u] += grad_net[t, b, r] * activations[t, b, u]
+
+
+@functools.cache
+def _compiled(steps: Callable[..., None]) -> Callable[..., None]:
+    # Compiled, because a step of these small nets is a few dozen multiply-adds: as torch or numpy
+    # operations each cost more in dispatch than in arithmetic, and online learning (one sequence
+    # per update) paid for little else.  numba is imported and compiles on first use (a second or
+    # two; cache=True keeps the machine code on disk for later processes), not on `import seqmem`.
+    import numba
+
+    return numba.njit(cache=True)(steps)
 
 
 class _TruncatedSequence(torch.autograd.Function):
     """The 1997 LSTM over whole sequences with the paper's truncated gradient, by hand.
 
-    Forward: the recurrence (``_recurrent_forward``; without recurrent weights every net input is
-    known up front and the carousels are one cumulative sum).  Backward, vectorised over time,
-    because truncation leaves the carousel as the only path back: with e_y(t) = dL/dy(t) from
-    the outputs,
+    Forward: the recurrence, step by step (``_forward_steps``).  Backward: truncation leaves the
+    carousel as the only path back, so with e_y(t) = dL/dy(t) from the outputs
 
         e_s(t) = e_y(t) y_out(t) h'(s(t)),   delta_s(t) = sum_{tau >= t} e_s(tau)   (the carousel)
         dL/dnet_c(t)   = delta_s(t) y_in(t) g'(net_c(t))
         dL/dnet_in(t)  = sum over the block's cells of delta_s(t) g(net_c(t)), times f'(net_in(t))
         dL/dnet_out(t) = sum over the block's cells of e_y(t) h(s(t)), times f'(net_out(t))
-        dL/dW_hh = sum_t dL/dnet(t) y(t-1)^T   (one matmul; y(t-1) is a constant, not differentiated)
+        dL/dW_hh = sum_t dL/dnet(t) y(t-1)^T   (y(t-1) is a constant, not differentiated)
 
-    the paper's equations 19-28 summed over the sequence.  dL/dnet(t) flows on through autograd to
-    W_ih, the biases and the inputs.
+    the paper's equations 19-28 summed over the sequence (``_backward_steps``).  dL/dnet(t) flows
+    on through autograd to W_ih, the biases and the inputs.  Both run compiled on numpy views of
+    CPU tensors, time-major.
     """
 
     @staticmethod
     def forward(ctx, projected: Tensor, weight_hh: Tensor, cell: LSTM1997Cell) -> Tensor:
-        n_in, hidden, n_out = cell.unit_sizes
-        if cell.recurrent:
-            arrays = _recurrent_forward(cell, projected.detach().numpy(), weight_hh.detach().numpy())
-            net, carousel, sources = (torch.from_numpy(a) for a in arrays)
-        else:
-            net, sources = projected.detach(), None
-            net_in, net_c = net[..., :n_in], net[..., n_in : n_in + hidden]
-            written = cell.per_cell(torch.sigmoid(net_in)) * _squash_input(net_c, cell.squashing)
-            carousel = written.cumsum(dim=1)
+        n_in, hidden, _ = cell.unit_sizes
+        projected = np.ascontiguousarray(projected.detach().numpy().transpose(1, 0, 2))
+        length, batch, rows = projected.shape
+        net = np.empty_like(projected)
+        carousel = np.empty((length, batch, hidden), projected.dtype)
+        activations = np.zeros((length + 1, batch, rows), projected.dtype)
+        weight = np.ascontiguousarray(weight_hh.detach().numpy())
+        _compiled(_forward_steps)(projected, weight, net, carousel, activations, *_layout(cell))
         ctx.cell = cell
-        ctx.save_for_backward(net, carousel, sources)
-        output = _squash_state(carousel, cell.squashing)
-        if n_out:
-            output = output * cell.per_cell(torch.sigmoid(net[..., n_in + hidden :]))
-        return output
+        ctx.save_for_backward(*(torch.from_numpy(a) for a in (net, carousel, activations)))
+        cells = activations[1:, :, n_in : n_in + hidden].transpose(1, 0, 2)
+        return torch.from_numpy(np.ascontiguousarray(cells))
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_output: Tensor) -> tuple[Tensor, Tensor | None, None]:
         cell: LSTM1997Cell = ctx.cell
-        net, carousel, sources = ctx.saved_tensors
-        n_in, hidden, n_out = cell.unit_sizes
-        squashing, blocks = cell.squashing, (*grad_output.shape[:2], cell.n_blocks, cell.block_size)
-        net_in, net_c, net_out = net.split(cell.unit_sizes, dim=-1)
-        gate_in = torch.sigmoid(net_in)
-        emitted = _squash_state(carousel, squashing)
-        to_carousel = grad_output * _squash_state_slope(carousel, squashing)
-        if n_out:
-            gate_out = torch.sigmoid(net_out)
-            to_carousel = to_carousel * cell.per_cell(gate_out)
-            grad_out = (grad_output * emitted).view(blocks).sum(-1) * gate_out * (1 - gate_out)
-        delta = to_carousel.flip(1).cumsum(1).flip(1)
-        grad_in = (delta * _squash_input(net_c, squashing)).view(blocks).sum(-1) * gate_in * (1 - gate_in)
-        grad_cells = delta * cell.per_cell(gate_in) * _squash_input_slope(net_c, squashing)
-        parts = [grad_in, grad_cells] + ([grad_out] if n_out else [])
-        grad_net = torch.cat(parts, dim=-1)
-        grad_weight = None
-        if ctx.needs_input_grad[1] and sources is not None:
-            grad_weight = torch.einsum("blr,bls->rs", grad_net, sources)
-        return grad_net, grad_weight, None
+        net, carousel, activations = (t.numpy() for t in ctx.saved_tensors)
+        grad_y = np.ascontiguousarray(grad_output.numpy().transpose(1, 0, 2), dtype=net.dtype)
+        grad_net = np.zeros_like(net)
+        grad_weight = np.zeros((net.shape[-1], cell.source_size), net.dtype)
+        _compiled(_backward_steps)(grad_y, net, carousel, activations, grad_net, grad_weight, *_layout(cell))
+        grad_weight = torch.from_numpy(grad_weight) if ctx.needs_input_grad[1] else None
+        return torch.from_numpy(grad_net.transpose(1, 0, 2)), grad_weight, None
+
+
+def _layout(cell: LSTM1997Cell) -> tuple[int, int, int, int, bool]:
+    """The kernels' description of ``cell``: n_in, hidden, n_out, block_size, centered."""
+    return (*cell.unit_sizes, cell.block_size, cell.squashing == "centered")
