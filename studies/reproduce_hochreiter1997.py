@@ -53,15 +53,17 @@ success up to the start of that window, which is how the paper's counts read (2a
 (ST2, ``stopping='eval'``).  The final test: 2,560 fresh sequences (256 for experiments 1 and 3).
 
 Budgets.  ``full`` aims at about 90 minutes on 2 cores, and the paper-sized nets learn one
-sequence at a time: 7-20 ms per sequence of 100 steps (the numpy loop of
-seqmem/cells/lstm1997.py), 23-24 ms at T = 500, 66 ms at T = 1000, the chunker 18-26 ms (measured
-over whole runs of ``full``, 2026-11-30, each core shared with a second sweep).  So every online
-run gets its experiment's budget (``Experiment.budget``: 120,000 sequences for adding T = 100,
-whose paper mean is 74,000; 65,000 for experiment 1; 5,000-40,000 elsewhere), the modern cells
-80,000 (``MODERN_BUDGET``; 20,000 at T = 1000, ``Experiment.modern_budget``), and the long ones
-are left far below the paper's counts: 4 at T = 500 (209,000) and T = 1000 (853,000), 5 (482,000)
-and 6b (571,100); a run that does not succeed within its budget is reported as not reached.  Even
-so ``full`` misses its aim: its 108 runs took 373 core-minutes, about 3.1 hours on 2 cores.
+sequence at a time: about 4-9 ms per sequence at T = 100 to 1000 with the compiled cell of
+seqmem/cells/lstm1997.py, most of it the trainer's torch calls around the cell (7-66 ms before it
+was compiled, the chunker 18-26 ms; README, "Cost").  So every online run gets its experiment's
+budget (``Experiment.budget``: 222,000 sequences for adding T = 100, 3 x its paper mean of 74,000;
+209,000 at T = 500, its paper mean; 65,000 for experiment 1; 5,000-40,000 elsewhere), the modern
+cells 80,000 (``MODERN_BUDGET``; 20,000 at T = 1000, ``Experiment.modern_budget``), and the long
+ones are left far below the paper's counts: 4 at T = 1000 (853,000), 5 (482,000) and 6b
+(571,100); a
+run that does not succeed within its budget is reported as not reached.  Even so ``full`` misses
+its aim: its 108 runs took 373 core-minutes (before the cell was compiled), about 320 estimated
+now, most of them the modern cells' (196).
 ``paper`` is the unscaled protocol (10 seeds, the paper's budgets) for a cluster:
 ``python studies/reproduce_hochreiter1997.py --preset paper --executor dask --scheduler ADDR``.
 ``quick`` (about a minute): experiment 4 at T = 100, lstm_chrono against the tanh RNN.
@@ -207,7 +209,7 @@ EXPERIMENTS = [
         for length, budget, modern_budget in (
             # 3 x the paper's mean of 74,000: the issue's bound on sequences to success
             (100, {"full": 222_000, "paper": 2_000_000}, None),
-            (500, {"full": 10_000, "paper": 2_000_000}, None),
+            (500, {"full": 209_000, "paper": 2_000_000}, None),  # the paper's mean count
             # the modern cells' 20,000 sequences of 1,000 steps took 2-10 min a run (2026-11-30):
             # their usual 80,000 would add about 100 core-minutes to full
             (1000, {"full": 5_000, "paper": 4_000_000}, {"full": 20_000}),
