@@ -189,57 +189,60 @@ def measure_constrained(size: tuple[int, int, int], repeats: int) -> list[dict[s
     return rows
 
 
-def measure_urnn_factored(size: tuple[int, int, int], repeats: int) -> dict[str, object]:
-    """The uRNN above ``DENSE_MAX_UNITS``: its fast path (the factors in the complex domain, built
-    once per batch) against the model's unroll of ``recur``, both ``SequenceModel`` steps, paired."""
-    batch_size, length, hidden = size
-    task = CopyTask(delay=length - 20)
-    batch = task.sample(batch_size, torch.Generator().manual_seed(0))
+def fast_path_vs_unroll(
+    benchmark: str, cell: str, task: Task, batch, hidden: int, repeats: int, what: str, **model_kwargs
+) -> dict[str, object]:
+    """A ``SequenceModel`` training step through ``cell``'s fast path against the same model
+    forced through its per-step unroll of ``recur`` (``fused=False``), paired."""
     fns = {}
-    for name, fused in (("factored", True), ("unrolled", False)):
+    for name, fused in (("fast", True), ("unrolled", False)):
         torch.manual_seed(0)
-        model = make_model("urnn", task, hidden)
+        model = make_model(cell, task, hidden, **model_kwargs)
         model.fused = fused
         fns[name] = training_step(model.parameters(), model, task, batch)
     t = timings(fns, repeats)[1]
-    ratio = paired(t["factored"], t["unrolled"])
+    ratio = paired(t["fast"], t["unrolled"])
+    batch_size, length = batch.inputs.shape[:2]
     return {
-        "benchmark": "urnn_factored_vs_unrolled",
-        "case": f"urnn B={batch_size} L={length} H={hidden}",
-        "ours_s": statistics.median(t["factored"]),
+        "benchmark": benchmark,
+        "case": f"{cell} B={batch_size} L={length} H={hidden}",
+        "ours_s": statistics.median(t["fast"]),
         "reference_s": statistics.median(t["unrolled"]),
         "ratio": ratio,
         "target": "<= 1.0",
         "meets_target": ratio <= 1.0,
-        "note": f"the uRNN's fast path vs its own unroll loop; ratio = median of {repeats} paired rounds; "
+        "note": f"{what} vs its own unroll loop; ratio = median of {repeats} paired rounds; "
         f"{torch.get_num_threads()} threads",
     }
 
 
+def measure_urnn_factored(size: tuple[int, int, int], repeats: int) -> dict[str, object]:
+    """The uRNN above ``DENSE_MAX_UNITS``: its fast path (the factors in the complex domain, built
+    once per batch) against the model's unroll of ``recur``."""
+    batch_size, length, hidden = size
+    task = CopyTask(delay=length - 20)
+    batch = task.sample(batch_size, torch.Generator().manual_seed(0))
+    what = "the uRNN's fast path"
+    return fast_path_vs_unroll("urnn_factored_vs_unrolled", "urnn", task, batch, hidden, repeats, what)
+
+
 def measure_lstm1997_online(length: int, repeats: int) -> dict[str, object]:
     """One online step of the 1997 LSTM (batch 1, experiment 4's net and task): its compiled
-    truncated-gradient path against the model's autograd unroll of ``recur``, paired."""
+    truncated-gradient path against the model's autograd unroll of ``recur``."""
     task = AddingTask(length=length, variant="hochreiter1997")
     batch = task.sample(1, torch.Generator().manual_seed(0))
-    fns = {}
-    for name, fused in (("compiled", True), ("unrolled", False)):
-        torch.manual_seed(0)
-        model = make_model("lstm1997", task, 4, cell_params=LSTM1997_NET, logistic_output=True)
-        model.fused = fused
-        fns[name] = training_step(model.parameters(), model, task, batch)
-    t = timings(fns, repeats)[1]
-    ratio = paired(t["compiled"], t["unrolled"])
-    return {
-        "benchmark": "lstm1997_compiled_vs_unrolled",
-        "case": f"lstm1997 B=1 L={batch.inputs.shape[1]} H=4",
-        "ours_s": statistics.median(t["compiled"]),
-        "reference_s": statistics.median(t["unrolled"]),
-        "ratio": ratio,
-        "target": "<= 1.0",
-        "meets_target": ratio <= 1.0,
-        "note": f"an online step (one sequence) vs the model's unroll loop; ratio = median of {repeats} "
-        f"paired rounds; {torch.get_num_threads()} threads",
-    }
+    what = "an online step (one sequence) through the compiled truncated gradient"
+    return fast_path_vs_unroll(
+        "lstm1997_compiled_vs_unrolled",
+        "lstm1997",
+        task,
+        batch,
+        4,
+        repeats,
+        what,
+        cell_params=LSTM1997_NET,
+        logistic_output=True,
+    )
 
 
 def run(quick: bool = False) -> pd.DataFrame:

@@ -231,11 +231,7 @@ def _forward_steps(
     net: np.ndarray,
     carousel: np.ndarray,
     activations: np.ndarray,
-    n_in: int,
-    hidden: int,
-    n_out: int,
-    block_size: int,
-    centered: bool,
+    layout: tuple[int, int, int, int, bool],
 ) -> None:
     """The recurrence, step by step (compiled by ``_compiled``).  Time-major
     arrays: reads ``projected`` (L, B, R), the inputs' share of the net inputs, and ``weight_hh``
@@ -243,6 +239,7 @@ def _forward_steps(
     (L, B, R), carousels ``carousel`` (L, B, H) and unit activations ``activations`` (L + 1, B, R),
     whose row t + 1 holds step t's (gates f(net), cells y_v = y_out_j h(s_v)) and row 0 stays zero,
     so that row t is y(t - 1), the recurrent sources of step t."""
+    n_in, hidden, n_out, block_size, centered = layout
     length, batch, rows = projected.shape
     n_sources = weight_hh.shape[1]
     for t in range(length):  # time outermost: every step reads and writes contiguous rows
@@ -274,16 +271,13 @@ def _backward_steps(
     activations: np.ndarray,
     grad_net: np.ndarray,
     grad_weight: np.ndarray,
-    n_in: int,
-    hidden: int,
-    n_out: int,
-    block_size: int,
-    centered: bool,
+    layout: tuple[int, int, int, int, bool],
 ) -> None:
     """The truncated gradient (``_TruncatedSequence``'s equations), from the last step back
     (compiled by ``_compiled``).  Reads dL/dy ``grad_y`` (L, B, H) and the forward's arrays;
     writes dL/dnet ``grad_net`` (L, B, R, zeros on entry) and adds dL/dW_hh to ``grad_weight``
     (R, S, zeros on entry)."""
+    n_in, hidden, n_out, block_size, centered = layout
     length, batch, rows = net.shape
     n_sources = grad_weight.shape[1]
     delta = np.zeros((batch, hidden), dtype=np.float64)  # the carousel's error, summed from the end back
@@ -353,7 +347,7 @@ class _TruncatedSequence(torch.autograd.Function):
         carousel = np.empty((length, batch, hidden), projected.dtype)
         activations = np.zeros((length + 1, batch, rows), projected.dtype)
         weight = np.ascontiguousarray(weight_hh.detach().numpy())
-        _compiled(_forward_steps)(projected, weight, net, carousel, activations, *_layout(cell))
+        _compiled(_forward_steps)(projected, weight, net, carousel, activations, _layout(cell))
         ctx.cell = cell
         ctx.save_for_backward(*(torch.from_numpy(a) for a in (net, carousel, activations)))
         cells = activations[1:, :, n_in : n_in + hidden].transpose(1, 0, 2)
@@ -367,11 +361,12 @@ class _TruncatedSequence(torch.autograd.Function):
         grad_y = np.ascontiguousarray(grad_output.numpy().transpose(1, 0, 2), dtype=net.dtype)
         grad_net = np.zeros_like(net)
         grad_weight = np.zeros((net.shape[-1], cell.source_size), net.dtype)
-        _compiled(_backward_steps)(grad_y, net, carousel, activations, grad_net, grad_weight, *_layout(cell))
+        _compiled(_backward_steps)(grad_y, net, carousel, activations, grad_net, grad_weight, _layout(cell))
         grad_weight = torch.from_numpy(grad_weight) if ctx.needs_input_grad[1] else None
         return torch.from_numpy(grad_net.transpose(1, 0, 2)), grad_weight, None
 
 
 def _layout(cell: LSTM1997Cell) -> tuple[int, int, int, int, bool]:
-    """The kernels' description of ``cell``: n_in, hidden, n_out, block_size, centered."""
+    """The kernels' ``layout`` of ``cell``: its input gates, cells and output gates (rows of
+    ``weight_ih``), block size, and whether g and h are the centred squashings."""
     return (*cell.unit_sizes, cell.block_size, cell.squashing == "centered")
