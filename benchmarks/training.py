@@ -246,7 +246,8 @@ def measure_lstm1997_online(length: int, repeats: int) -> dict[str, object]:
 
 
 def run(quick: bool = False) -> pd.DataFrame:
-    """Quick: 3 repeats, no unroll-loop comparison (well under a minute on 2 idle cores)."""
+    """Quick: 3 repeats; of the unroll-loop comparisons only the 1997 LSTM's online step (about a
+    second), so well under a minute on 2 idle cores."""
     repeats = 3 if quick else 7
     torch.set_flush_denormal(True)  # both sides run as train() runs them: subnormals flushed
     rows = [row for cell in TORCH_NN for size in SIZES for row in measure(cell, size, repeats, not quick)]
