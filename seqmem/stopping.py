@@ -10,7 +10,6 @@ the run's status; ``seqmem.train.train`` feeds it every ``TrainingStep`` and eve
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -27,6 +26,7 @@ __all__ = [
     "Divergence",
     "SolvedEvaluations",
     "HochreiterStop",
+    "RecentColumns",
     "Stopping",
 ]
 
@@ -128,43 +128,90 @@ class HochreiterStop(StoppingRule):
         self.task = task
         self.window = paper_window if window is None else window
         self.max_loss = paper_max_loss if max_loss is None else max_loss
-        self.losses: deque[float] = deque(maxlen=self.window)
-        self.correct: deque[bool] = deque(maxlen=self.window)
-        self.batch_metrics: deque[tuple[int, dict[str, float]]] = deque()
-        self.batch_metrics_size = 0  # sequences in batch_metrics, kept so a step never re-sums them
+        self.sequences = RecentColumns(self.window, 2)  # per sequence: loss, correct (0 or 1)
+        self.metric_names: list[str] = []
+        self.batches: RecentColumns | None = None  # per batch: size, then task.metrics in metric_names' order
+        self.batches_size = 0  # sequences in batches, kept so a step never re-sums them
 
     def after_step(self, step: TrainingStep) -> None:
         self.triggered = self.update(step.outputs, step.batch) or self.triggered
 
     def update(self, outputs: torch.Tensor, batch: Batch) -> bool:
         """Add one training batch (its outputs); True when the rule holds after it."""
+        self.add(outputs, batch)
+        metrics = self.window_metrics()
+        return metrics is not None and bool(self.task.is_solved(metrics))
+
+    def add(self, outputs: torch.Tensor, batch: Batch) -> None:
+        """Add one training batch (its outputs) to the window."""
         with torch.no_grad():
             mask = batch.mask.to(outputs.dtype)
             per_sequence = (self.task.per_step_loss(outputs, batch) * mask).sum(1) / mask.sum(1).clamp_min(
                 1.0
             )
-            self.losses.extend(per_sequence.tolist())
-            self.correct.extend(self.task.sequence_correct(outputs, batch).tolist())
-            self.batch_metrics.append((batch.batch_size, self.task.metrics(outputs, batch)))
-        self.batch_metrics_size += batch.batch_size
-        while self.batch_metrics_size - self.batch_metrics[0][0] >= self.window:
-            self.batch_metrics_size -= self.batch_metrics.popleft()[0]
-        if len(self.correct) < self.window:
-            return False
-        loss = float(np.mean(list(self.losses)))
+            correct = self.task.sequence_correct(outputs, batch)
+            metrics = self.task.metrics(outputs, batch)
+        self.sequences.extend(np.array([per_sequence.tolist(), correct.tolist()], dtype=float))
+        if self.batches is None:
+            self.metric_names = list(metrics)
+            # at most window + 1 batches before the oldest are dropped: none falls out unseen
+            self.batches = RecentColumns(self.window + 1, 1 + len(self.metric_names))
+        self.batches.extend(np.array([[batch.batch_size, *(metrics[name] for name in self.metric_names)]]).T)
+        self.batches_size += batch.batch_size
+        while self.batches_size - self.batches.values[0, 0] >= self.window:
+            self.batches_size -= int(self.batches.values[0, 0])
+            self.batches.drop_oldest()
+
+    def window_metrics(self) -> dict[str, float] | None:
+        """What ``task.is_solved`` judges: the task's metrics over the window (see the class
+        docstring); None while the window is not full or its mean loss is not below the bound."""
+        if len(self.sequences) < self.window or self.batches is None:
+            return None
+        losses, correct = self.sequences.values
+        loss = float(np.mean(losses))
         if not loss < self.max_loss:
-            return False
-        sizes = np.array([n for n, _ in self.batch_metrics], dtype=float)
-        window_metrics = {
-            name: float(np.dot(sizes, [m[name] for _, m in self.batch_metrics]) / sizes.sum())
-            for name in self.batch_metrics[-1][1]
+            return None
+        sizes, *columns = self.batches.values
+        metrics = {
+            name: float(np.dot(sizes, column) / sizes.sum())
+            for name, column in zip(self.metric_names, columns, strict=True)
         }
-        window_metrics.update(
-            loss=loss,
-            loss_ratio=loss / self.task.baseline_loss(),
-            error_rate=1.0 - sum(self.correct) / len(self.correct),
-        )
-        return bool(self.task.is_solved(window_metrics))
+        ratio, error_rate = loss / self.task.baseline_loss(), 1.0 - correct.sum() / len(correct)
+        return metrics | {"loss": loss, "loss_ratio": ratio, "error_rate": error_rate}
+
+
+class RecentColumns:
+    """The most recent ``capacity`` columns of ``width`` numbers, oldest first, as one contiguous
+    array (``values``, shape ``(width, n)``).  Adding costs O(1) amortised whatever the capacity:
+    the paper's rule judges a window of 2,000 or 10,000 sequences at every training step, and
+    re-reading it from deques cost 3.8 and 16 ms a step, more than the rest of an online step."""
+
+    def __init__(self, capacity: int, width: int) -> None:
+        self.capacity = capacity
+        self.buffer = np.empty((width, 2 * capacity))  # the values slide right, then move back once
+        self.start = self.end = 0
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.buffer[:, self.start : self.end]
+
+    def extend(self, columns: np.ndarray) -> None:
+        """Append ``columns`` (shape ``(width, n)``); the oldest fall out beyond ``capacity``."""
+        columns = columns[:, -self.capacity :]
+        n = columns.shape[1]
+        if self.end + n > self.buffer.shape[1]:  # move the columns that stay to the front
+            keep = min(len(self), self.capacity - n)
+            self.buffer[:, :keep] = self.buffer[:, self.end - keep : self.end]
+            self.start, self.end = 0, keep
+        self.buffer[:, self.end : self.end + n] = columns
+        self.end += n
+        self.start = max(self.start, self.end - self.capacity)
+
+    def drop_oldest(self) -> None:
+        self.start += 1
 
 
 @dataclass

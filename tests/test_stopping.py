@@ -3,11 +3,20 @@ the stream of training sequences (how train() uses them: tests/test_train.py).""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 import tasks
-from seqmem.stopping import Budget, Divergence, HochreiterStop, SolvedEvaluations, Stopping, TrainingStep
+from seqmem.stopping import (
+    Budget,
+    Divergence,
+    HochreiterStop,
+    RecentColumns,
+    SolvedEvaluations,
+    Stopping,
+    TrainingStep,
+)
 from tasks.two_sequence import MAX_ABS_ERROR
 
 
@@ -117,3 +126,50 @@ def test_hochreiter_rule_gives_the_task_all_its_metrics_over_the_window(variant)
     strict = HochreiterStop(task, window=2, max_loss=math.inf)
     assert not strict.update(off_by(2, 1.5 * bound), batches[2])
     assert not strict.update(off_by(3, 1.5 * bound), batches[3])
+
+
+@pytest.mark.parametrize("window, sizes", [(5, [1]), (7, [1, 2, 3]), (4, [6]), (1, [2, 1])])
+def test_hochreiter_rule_judges_exactly_the_window_a_recomputation_from_the_whole_stream_gives(window, sizes):
+    """The window kept step by step equals the one recomputed from every sequence seen so far: the
+    last ``window`` sequences' loss and error rate, and the task's other metrics weighted over
+    the fewest last batches that cover the window."""
+    task = tasks.AddingTask(length=20, variant="hochreiter1997")
+    rule = HochreiterStop(task, window=window, max_loss=math.inf)
+    generator = torch.Generator().manual_seed(0)
+    losses, correct, batches = [], [], []
+    for step in range(15 * window):  # long enough to move RecentColumns' buffer back many times
+        batch = task.sample(sizes[step % len(sizes)], generator)
+        outputs = outputs_off_by(batch, (0.05 * torch.randn(batch.batch_size, generator=generator)).tolist())
+        rule.add(outputs, batch)
+        losses += ((outputs[..., 0] - batch.targets)[batch.mask] ** 2).tolist()  # one scored step each
+        correct += task.sequence_correct(outputs, batch).tolist()
+        batches.append((batch.batch_size, task.metrics(outputs, batch)))
+        if len(losses) < window:
+            assert rule.window_metrics() is None
+            continue
+        cover = next(k for k in range(1, len(batches) + 1) if sum(n for n, _ in batches[-k:]) >= window)
+        weights = np.array([n for n, _ in batches[-cover:]], dtype=float)
+        expected = {
+            name: float(np.dot(weights, [m[name] for _, m in batches[-cover:]]) / weights.sum())
+            for name in batches[-1][1]
+        }
+        expected.update(
+            loss=float(np.mean(losses[-window:])),
+            loss_ratio=float(np.mean(losses[-window:])) / task.baseline_loss(),
+            error_rate=1.0 - sum(correct[-window:]) / window,
+        )
+        assert rule.window_metrics() == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("capacity, sizes", [(5, [1]), (5, [2, 3]), (3, [4]), (1, [1, 2])])
+def test_recent_columns_keeps_the_last_capacity_columns_oldest_first(capacity, sizes):
+    recent = RecentColumns(capacity, 2)
+    added: list[float] = []
+    for n in sizes * 10:
+        new = np.arange(len(added), len(added) + n, dtype=float)
+        recent.extend(np.stack([new, -new]))
+        added += new.tolist()
+        kept = added[-capacity:]
+        np.testing.assert_array_equal(recent.values, [kept, [-x for x in kept]])
+    recent.drop_oldest()
+    np.testing.assert_array_equal(recent.values[0], added[-capacity + 1 :] if capacity > 1 else [])
