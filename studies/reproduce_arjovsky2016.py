@@ -21,8 +21,8 @@ seed.  Its 48 runs of the six unconstrained cells took 41 minutes on 2 cores (20
 expRNN's and uRNN's 16 took about 5 core-hours more (1.6 and 3.4, measured 2026-11-29 on a
 shared 2-core CPU, the uRNN on adding still at 64 complex units; at copy T = 500 alone 70
 minutes), so ``full`` is about 3 hours on 2 cores before the uRNN's adding runs at 512 complex
-units: T = 100 took 24 minutes on one core, T = 200 66 minutes on a shared one, T = 400 and 750
-about 4.5 core-hours more.
+units: T = 100 took 24 minutes on one core, T = 200 and 400 66 minutes each and T = 750 147
+minutes on a shared one (2026-11-30), about 5 core-hours in all.
 ``paper`` is the unscaled 20,000 iterations x 3 seeds, for a cluster:
 ``python studies/reproduce_arjovsky2016.py --preset paper --executor dask --scheduler ADDR``.
 ``quick`` (the slow test): the tanh RNN and the LSTM on the copy task at T = 100, 300 steps.
