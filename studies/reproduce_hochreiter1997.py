@@ -52,19 +52,19 @@ success up to the start of that window, which is how the paper's counts read (2a
 5,040" with a 10,000-sequence criterion).  Experiment 3 stops on a test set of 256 sequences
 (ST2, ``stopping='eval'``).  The final test: 2,560 fresh sequences (256 for experiments 1 and 3).
 
-Budgets.  ``full`` fits about 90 minutes on 2 cores (README, "Cost": measured from an empty
-folder).  On a free core a training sequence takes the paper-sized nets 2-5 ms (online, the
-compiled cell of seqmem/cells/lstm1997.py), the chunker 16-18 ms, the modern cells 0.4-2.6 ms at
-T <= 100 in batches of 32 and up to 20 ms at T = 1000 (the GRU).  So the budgets (sequences; a run
-that does not succeed within its budget is reported as not reached) go where the paper's claims
-are decided: the online nets' ``Experiment.budget`` -- 222,000 for adding T = 100 (3 x the paper's
-mean of 74,000), 209,000 at T = 500 (the paper's mean), 93,000 for 2c (3 x its 31,000), 65,000
-for experiment 1 (3 x 21,730), 120,000 and 130,000 for 3a and 3b (3 x theirs), 20,000-40,000
-elsewhere, which leaves 4 at T = 1000 (853,000), 5 (482,000) and
-6b (571,100) far below the paper's counts; the modern cells 80,000 (``MODERN_BUDGET``), 40,000 on
-experiment 2 and adding T = 500 and 10,000 at T = 1000 (``Experiment.modern_budget``); the tanh
-RNN, the control, at most 40,000 (``RNN_BUDGET``).  The modern cells' runs that fail spend their
-whole budget: the cuts (from 80,000, and 20,000 at T = 1000) are where none had learned before.
+Budgets. ``full`` aims at about 90 minutes on 2 cores and took 99 (README, "Cost": measured from an
+empty folder, 2026-11-30). On a free core a training sequence takes the paper-sized nets 2-5 ms
+(online, the compiled cell of seqmem/cells/lstm1997.py), the chunker 16-18 ms, the modern cells
+0.4-2.6 ms at T <= 100 in batches of 32 and up to 20 ms at T = 1000 (the GRU). So the budgets
+(sequences; a run that does not succeed within its budget is reported as not reached) go where the
+paper's claims are decided: the online nets' ``Experiment.budget`` -- 222,000 for adding T = 100 (3
+x the paper's mean of 74,000), 209,000 at T = 500 (the paper's mean), 93,000 for 2c (3 x its
+31,000), 65,000 for experiment 1 (3 x 21,730), 120,000 and 130,000 for 3a and 3b (3 x theirs),
+20,000-40,000 elsewhere, which leaves 4 at T = 1000 (853,000), 5 (482,000) and 6b (571,100) far
+below the paper's counts; the modern cells 80,000 (``MODERN_BUDGET``), 40,000 on experiment 2 and
+adding T = 500 and 10,000 at T = 1000 (``Experiment.modern_budget``); the tanh RNN, the control, at
+most 40,000 (``RNN_BUDGET``). The modern cells' runs that fail spend their whole budget: the cuts
+(from 80,000, and 20,000 at T = 1000) are where none had learned before.
 ``paper`` is the unscaled protocol (10 seeds, the paper's budgets) for a cluster:
 ``python studies/reproduce_hochreiter1997.py --preset paper --executor dask --scheduler ADDR``.
 ``quick`` (about a minute): experiment 4 at T = 100, lstm_chrono against the tanh RNN.
