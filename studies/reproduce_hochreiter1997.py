@@ -196,7 +196,7 @@ EXPERIMENTS = [
             budget,
         )
         for variant, alpha, budget in (
-            # 3 x the paper's means (39,850 and 43,250; Table 5); 3c's 3 x 269,650 is out of reach
+            # 3 x the paper's means (39,850 and 43,250; Tables 4, 5); 3c's 3 x 269,650 is out of reach
             ("a", 1.0, {"full": 120_000, "paper": 1_000_000}),
             ("b", 1.0, {"full": 130_000, "paper": 1_000_000}),
             ("c", 0.1, {"full": 30_000, "paper": 2_000_000}),
