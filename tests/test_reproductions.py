@@ -3,10 +3,12 @@ quick preset runs end to end and shows the direction of the papers' findings."""
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from seqmem.cli import load_study_module
-from seqmem.report.literature import arjovsky_table, hochreiter_experiment, hochreiter_table
+from seqmem.config import hochreiter_rule
+from seqmem.report.literature import HOCHREITER1997, arjovsky_table, hochreiter_experiment, hochreiter_table
 from seqmem.results import load_study
 from seqmem.sweep import run_study
 from seqmem.train import build_model
@@ -82,6 +84,41 @@ def test_hochreiter_paper_sized_nets_learn_online_with_the_papers_weights(hochre
         weights = sum(p.numel() for p in build_model(config).parameters())
         assert weights == paper + readout_biases, experiment_of(config)
         assert config.logistic_output == (config.make_task().kind == "regression")
+
+
+# where ``full`` decides the issue's bound (sequences to success within 3 x the paper's mean) the
+# 1997 net gets 3 x the paper's count, adding T = 500 the paper's count: each plus the stopping
+# rule's window, since sequences to success count to the window's start
+FULL_BUDGET_OVER_PAPER = {
+    ("1", None): 3,
+    ("2a", 100): 3,
+    ("2b", 100): 3,
+    ("2c", 100): 3,
+    ("3a", 100): 3,
+    ("3b", 100): 3,
+    ("4", 100): 3,
+    ("4", 500): 1,
+}
+
+
+def test_hochreiter_full_gives_the_1997_net_the_papers_count_where_its_claim_is_decided(hochreiter):
+    lstm = HOCHREITER1997.query("method == 'LSTM'")
+    paper = {
+        (e, None if pd.isna(t) else int(t)): n
+        for e, t, n in lstm[["experiment", "T", "paper_sequences"]].values
+    }
+    budgets = {}
+    for run in hochreiter.grid("full"):
+        config = run.train
+        if config.cell == "lstm1997" and config.model == "sequence":
+            experiment = experiment_of(config)
+            params = config.task_params
+            T = None if experiment == "1" else params.get("length", params.get("p", params.get("q")))
+            window = hochreiter_rule(config.task)[0] if config.stopping == "hochreiter1997" else 0
+            budgets.setdefault((experiment, T), set()).add(config.max_sequences - window)
+    assert set(budgets) == set(paper) and all(len(b) == 1 for b in budgets.values())  # one per seed
+    for key, factor in FULL_BUDGET_OVER_PAPER.items():
+        assert budgets[key].pop() >= factor * paper[key], key
 
 
 def test_hochreiter_quick_is_small(hochreiter):
