@@ -54,11 +54,10 @@ success up to the start of that window, which is how the paper's counts read (2a
 
 Budgets. ``full`` aims at about 90 minutes on 2 cores and took 40 (README, "Cost": measured from an
 empty folder, 2026-11-30, AMD EPYC; 99, with budgets 2,000-10,000 smaller, on a machine 2.4-2.9 x
-slower that morning). A training
-sequence takes the paper-sized nets 0.7-2.0 ms there (online, the compiled cell of
-seqmem/cells/lstm1997.py), the chunker 5.6-6.1 ms, the modern cells 0.1-1.2 ms at T <= 100 in
-batches of 32 and up to 9.7 ms at T = 1000 (the GRU). So the budgets
-(sequences; a run that does not succeed within its budget is reported as not reached) go where the
+slower that morning). A training sequence takes the paper-sized nets 0.7-2.0 ms there (online,
+the compiled cell of seqmem/cells/lstm1997.py), the chunker 5.6-6.1 ms, the modern cells 0.1-1.2
+ms at T <= 100 in batches of 32 and up to 9.7 ms at T = 1000 (the GRU). So the budgets (sequences;
+a run that does not succeed within its budget is reported as not reached) go where the
 paper's claims are decided: the online nets' ``Experiment.budget`` gives 3 x the paper's mean count
 to adding T = 100, experiments 1, 2a, 2b and 2c, and the paper's count to adding T = 500, each plus
 its stopping rule's window (sequences to success count to the window's start, so a run that meets
