@@ -38,6 +38,7 @@ __all__ = [
     "OPTIMIZERS",
     "MODELS",
     "LOSS_REDUCTIONS",
+    "LOGISTIC_LOSSES",
     "STOPPING_RULES",
     "DEVICE_TYPES",
     "DEFAULT_PROBE_QUANTITIES",
@@ -62,6 +63,10 @@ MODELS = ("sequence", "chunker")  # seqmem.model.SequenceModel, seqmem.chunker.C
 # the sum over its scored steps, averaged over the batch (the error an online learner sums per
 # sequence: Hochreiter & Schmidhuber 1997, appendix A.1)
 LOSS_REDUCTIONS = ("mean", "sequence_sum")
+# the error a logistic output unit is trained on: 'squared' (the task's squared error, the 1997
+# paper's) or 'cross_entropy' (its target read as a probability; gradient y - t at the unit's net
+# input, without the squared error's factor f'(net) = y (1 - y))
+LOGISTIC_LOSSES = ("squared", "cross_entropy")
 STOPPING_RULES = ("eval", "hochreiter1997")
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 # what a ProbeConfig records by default; 'jacobian' is the family of Jacobian-product norms.
@@ -218,6 +223,12 @@ class TrainConfig:
     model              'sequence' (``SequenceModel``: one cell, a readout at every step) or
                        'chunker' (``seqmem.chunker.Chunker``: Schmidhuber's two-level history
                        compressor, two cells of preset ``cell``).  Default 'sequence'.
+    logistic_loss      what ``logistic_output`` units are trained on: 'squared' (the task's
+                       squared error, the paper's) or 'cross_entropy' (each target in [0, 1] read
+                       as a probability: the gradient at a unit's net input is y - t, where the
+                       squared error's is 2 (y - t) f'(net), which all but vanishes where y nears 0
+                       or 1); reduced as ``loss_reduction`` says.  The task's loss, criteria and
+                       stopping rule stay as they are.  Default 'squared'.
     loss_reduction     'mean' (the task's loss) or 'sequence_sum' (per sequence the sum over its
                        scored steps, the batch's mean of those: what the 1997 paper's online
                        learner descends).  Default 'mean'.
@@ -264,6 +275,7 @@ class TrainConfig:
     readout_init_range: float | None = later_field(None, since="0.3.0")
     model: str = later_field("sequence", since="0.3.0")
     loss_reduction: str = later_field("mean", since="0.3.0")
+    logistic_loss: str = later_field("squared", since="0.3.0")
     cell_joins_at_plateau: int | None = later_field(None, since="0.3.0")
 
     def __post_init__(self) -> None:
@@ -286,9 +298,15 @@ class TrainConfig:
         check_choice("stopping", self.stopping, STOPPING_RULES)
         check_choice("model", self.model, MODELS)
         check_choice("loss_reduction", self.loss_reduction, LOSS_REDUCTIONS)
+        check_choice("logistic_loss", self.logistic_loss, LOGISTIC_LOSSES)
         for name in ("input_to_output", "logistic_output"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} is invalid: must be True or False")
+        if self.logistic_loss != "squared" and not self.logistic_output:
+            raise ValueError(
+                f"logistic_loss={self.logistic_loss!r} is invalid: it is the error of logistic output "
+                "units and logistic_output=False; set logistic_output=True or leave logistic_loss='squared'"
+            )
         check_int("seed", self.seed, 0, 2**63 - 1)
         self._check_growth()
         # Floats are stored as floats so that to_dict() is canonical (lr=1 and lr=1.0 are one run).

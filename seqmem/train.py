@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from seqmem import io
@@ -158,10 +159,18 @@ def training_loss(
     """(objective, task loss): what a training step descends, and the task's own loss of the batch
     (``task.loss``, what the history and the divergence bound report).  The objective is the task's
     loss reduced by ``config.loss_reduction`` ('mean': ``task.loss``; 'sequence_sum': each
-    sequence's loss summed over its scored steps, averaged over the batch) plus, for a
+    sequence's loss summed over its scored steps, averaged over the batch) -- with
+    ``logistic_loss='cross_entropy'`` the logistic outputs' cross-entropy in its place -- plus, for a
     ``Chunker``, its lower level's next-input prediction error."""
     task_loss = objective = task.loss(outputs, batch)
-    if config.loss_reduction == "sequence_sum":
+    if config.logistic_loss == "cross_entropy":
+        # the logistic units' outputs and targets at the scored steps, the targets read as probabilities
+        probabilities, targets = outputs[..., 0][batch.mask], batch.targets[batch.mask].to(outputs.dtype)
+        if config.loss_reduction == "sequence_sum":
+            objective = F.binary_cross_entropy(probabilities, targets, reduction="sum") / batch.batch_size
+        else:
+            objective = F.binary_cross_entropy(probabilities, targets)
+    elif config.loss_reduction == "sequence_sum":
         objective = (
             task.per_step_loss(outputs, batch) * batch.mask.to(outputs.dtype)
         ).sum() / batch.batch_size

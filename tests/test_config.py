@@ -122,6 +122,8 @@ INVALID = [
     ("input_to_output", 1),
     ("model", "transformer"),
     ("loss_reduction", "max"),
+    ("logistic_loss", "huber"),
+    ("logistic_loss", "cross_entropy"),  # without logistic_output there is no logistic unit
     ("logistic_output", "yes"),
     ("readout_init_range", 0.0),
     ("readout_init_range", float("nan")),
@@ -166,6 +168,14 @@ def test_cell_params_reach_the_preset_are_checked_by_it_and_round_trip():
         ValueError, match=r"^cell_params=\{'block_size': 3\} is invalid: block_size=3 is invalid"
     ):
         tiny(cell="lstm1997", hidden_size=4, cell_params={"block_size": 3})
+
+
+def test_cross_entropy_is_the_error_of_logistic_outputs():
+    assert tiny(logistic_output=True, logistic_loss="cross_entropy").logistic_loss == "cross_entropy"
+    with pytest.raises(
+        ValueError, match=r"^logistic_loss='cross_entropy' is invalid: [^\n]+ logistic_output=False; [^\n]+$"
+    ):
+        tiny(logistic_loss="cross_entropy")
 
 
 def test_logistic_outputs_need_a_regression_task():

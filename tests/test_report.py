@@ -382,6 +382,11 @@ def test_a_chunker_is_named_and_coloured_as_its_model_not_its_levels_cell():
     assert cell_color("chunker(rnn)") == cell_color("chunker(gru)") not in PALETTE.values()
 
 
+def test_a_net_trained_on_cross_entropy_is_named_apart():
+    runs = pd.DataFrame({"cell": ["lstm1997", "lstm1997"], "logistic_loss": ["squared", "cross_entropy"]})
+    assert list(conditions.model_labels(runs)) == ["lstm1997", "lstm1997, cross-entropy"]
+
+
 def test_figures_leave_global_rcparams_untouched(frames):
     before = dict(mpl.rcParams)
     gradient_figures.gradient_decay(frames.analysis)

@@ -295,6 +295,28 @@ def test_sequence_sum_loss_sums_each_sequences_scored_steps():
     torch.testing.assert_close(same, reported)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sequence_sum"])
+def test_cross_entropy_pulls_a_logistic_unit_by_its_error_where_the_squared_error_damps_it(reduction):
+    # at the unit's net input: cross-entropy y - t, squared error 2 (y - t) y (1 - y) (closed forms)
+    config = tiny(task_params={"length": 20, "variant": "hochreiter1997"}, logistic_output=True)
+    task = config.make_task()
+    batch = task.sample(4, torch.Generator().manual_seed(0))
+    net = torch.randn(4, batch.seq_len, 1, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    outputs = torch.sigmoid(net)
+    grads = {}
+    for loss in ("squared", "cross_entropy"):
+        changed = tiny(**{**config.to_dict(), "logistic_loss": loss, "loss_reduction": reduction})
+        objective, reported = training_loss(changed, build_model(changed), task, outputs, batch)
+        (grads[loss],) = torch.autograd.grad(objective, net, retain_graph=True)
+        torch.testing.assert_close(reported, task.loss(outputs, batch))  # what the history sees
+    y, error = outputs[..., 0].detach(), outputs[..., 0].detach() - batch.targets
+    scored = batch.mask.sum() if reduction == "mean" else batch.batch_size
+    torch.testing.assert_close(grads["cross_entropy"][..., 0], torch.where(batch.mask, error, 0) / scored)
+    torch.testing.assert_close(
+        grads["squared"][..., 0], torch.where(batch.mask, 2 * error * y * (1 - y), 0) / scored
+    )
+
+
 def test_the_chunker_trains_on_the_task_loss_plus_its_prediction_loss():
     config = tiny(task="long_lag", task_params={"p": 6}, cell="rnn", model="chunker", hidden_size=3)
     model, task = build_model(config), config.make_task()

@@ -51,11 +51,17 @@ STEP_PARAMETERS = ("delay", "length")
 
 def model_labels(frame: pd.DataFrame) -> pd.Series:
     """Per row, the cell, or ``<model>(<cell>)`` for a run of another model than ``SequenceModel``
-    (the chunker's ``chunker(rnn)``): what figures colour by and tables name."""
-    if "model" not in frame:
-        return frame["cell"]
-    model = frame["model"].fillna("sequence").astype(str)
-    return frame["cell"].where(model == "sequence", model + "(" + frame["cell"].astype(str) + ")")
+    (the chunker's ``chunker(rnn)``), with ", cross-entropy" where logistic outputs were trained on
+    it (``logistic_loss``): what figures colour by and tables name."""
+    labels = frame["cell"].astype(str)
+    if "model" in frame:
+        model = frame["model"].fillna("sequence").astype(str)
+        labels = labels.where(model == "sequence", model + "(" + labels + ")")
+    if "logistic_loss" in frame:
+        labels = labels.where(
+            frame["logistic_loss"].fillna("squared") != "cross_entropy", labels + ", cross-entropy"
+        )
+    return labels
 
 
 def _varying(frame: pd.DataFrame, column: str) -> bool:
