@@ -14,7 +14,10 @@ learns online -- one sequence per update, plain gradient descent, no momentum, n
 
 - regression tasks (3, 4, 5): the paper's logistic output unit (``logistic_output``) and squared
   error.  The paper descends E/2 (its eq. 19); our squared error has no 1/2, so the rate here is
-  alpha / 2: the same weight updates.
+  alpha / 2: the same weight updates.  On adding T = 100 the net also runs with that unit trained
+  on cross-entropy (``logistic_loss='cross_entropy'``) at alpha / 4: with the squared error it
+  learns the sum but not the targets near 0 and 1, where f'(net) all but stops their pull, and
+  misses the paper's 2,000-in-a-row rule (README).
 - classification tasks (1, 2, 6): the tasks' softmax outputs with cross-entropy, and the paper's
   criteria applied to the softmax probabilities (tasks/long_lag.py, temporal_order.py, reber.py).
   The paper used one logistic unit per class with squared error; a paper-faithful run would need

@@ -121,6 +121,27 @@ def test_hochreiter_full_gives_the_1997_net_the_papers_count_where_its_claim_is_
         assert budgets[key].pop() >= factor * paper[key], key
 
 
+def test_hochreiter_adding_t100_runs_the_1997_net_once_more_on_cross_entropy_at_a_quarter_alpha(hochreiter):
+    runs = [run.train for run in hochreiter.grid("full") if run.train.logistic_loss == "cross_entropy"]
+    assert {(r.cell, experiment_of(r), r.task_params["length"], r.lr, r.seed) for r in runs} == {
+        ("lstm1997", "4", 100, 0.5 / 4, seed) for seed in (0, 1)
+    }
+    (squared,) = [
+        run.train
+        for run in hochreiter.grid("full")
+        if run.train.cell == "lstm1997"
+        and run.train.seed == 0
+        and run.train.task_params == runs[0].task_params
+        and run.train.logistic_loss == "squared"
+    ]
+    # the same net and protocol otherwise
+    assert {**runs[0].to_dict(), "lr": None, "logistic_loss": None, "seed": 0} == {
+        **squared.to_dict(),
+        "lr": None,
+        "logistic_loss": None,
+    }
+
+
 def test_hochreiter_quick_is_small(hochreiter):
     quick = [run.train for run in hochreiter.grid("quick")]
     assert len(quick) <= 4 and all(r.max_sequences <= 64_000 for r in quick)
